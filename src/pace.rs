@@ -1,0 +1,1 @@
+//! The rate pacer: decides how many flows may go out, handed `now`.
