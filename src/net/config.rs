@@ -132,10 +132,16 @@ impl ExportConfig {
             key: format!("export.{key}"),
             message: message.into(),
         };
-        // The largest fixed-length IPv6 record is well under 100 octets; below
-        // this, a message could not hold a template and a record.
-        if self.max_message_bytes < 256 || self.max_message_bytes > 65_535 {
-            return Err(bad("max_message_bytes", "must be between 256 and 65535"));
+        if self.stream_options(1).validate().is_err() {
+            return Err(bad(
+                "max_message_bytes",
+                &format!(
+                    "{} is outside {}..={}: a message must hold both templates and a record",
+                    self.max_message_bytes,
+                    StreamOptions::MIN_MESSAGE_BYTES,
+                    StreamOptions::MAX_MESSAGE_BYTES
+                ),
+            ));
         }
         if self.queue_chunks == 0 {
             return Err(bad("queue_chunks", "must be at least 1"));

@@ -7,11 +7,16 @@
 //!
 //! The pace thread is the only place that waits for time. With
 //! [`Pacing::Rate`] it releases flows as the [`Pacer`] allows, about a
-//! millisecond's worth at a time, and stamps each flow to end when it is
-//! released (its duration kept). With [`Pacing::FlowEnd`] it releases each
-//! flow once the wall clock reaches the flow's end time, timestamps kept (the
-//! producer has shifted them into the present). The producer gets
-//! backpressure from the bounded channel, never from a collector.
+//! millisecond's worth at a time, and restamps each flow to end
+//! [`EXPORT_DELAY_MS`] before it is released (its duration kept). With
+//! [`Pacing::FlowEnd`] it releases each flow [`EXPORT_DELAY_MS`] after its end
+//! time, timestamps kept (the producer has shifted them into the present).
+//! The producer gets backpressure from the bounded channel, never from a collector.
+//!
+//! Why the delay: export headers count whole seconds and a record may not end
+//! after its message's export time, so a flow that ended within the current
+//! second would have to be moved back to the second's start; released a second
+//! after its end, it keeps its millisecond timestamps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +38,9 @@ const MAX_CHUNK_FLOWS: usize = 4096;
 /// Longest single sleep, so that rate changes and flush requests apply promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
+/// Time between a flow's end and its release: one export-header second.
+pub const EXPORT_DELAY_MS: i64 = 1000;
+
 /// A flow released this much after its due time counts as late.
 const LATE_AFTER_MS: i64 = 100;
 
@@ -43,10 +51,11 @@ const SHORTFALL_WARN_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
     /// At a rate (0 = as fast as the collectors take them); each flow is
-    /// restamped to end at its release time.
+    /// restamped to end [`EXPORT_DELAY_MS`] before its release.
     Rate(PaceSettings),
-    /// Each flow when the wall clock reaches its end time; timestamps kept.
-    /// The input must be ordered by end time; a flow already due goes at once.
+    /// Each flow [`EXPORT_DELAY_MS`] after its end time by the wall clock;
+    /// timestamps kept. The input must be ordered by end time; a flow already
+    /// due goes at once.
     FlowEnd,
 }
 
@@ -206,7 +215,7 @@ impl PaceLoop {
                     std::thread::sleep(Duration::from_nanos(wait_ns).min(MAX_SLEEP));
                     continue;
                 }
-                let end_ms = unix_now_ms_i64();
+                let end_ms = unix_now_ms_i64() - EXPORT_DELAY_MS;
                 let chunk: Chunk = flows
                     .by_ref()
                     .take(granted)
@@ -227,7 +236,7 @@ impl PaceLoop {
         let mut pending: Vec<Flow> = Vec::with_capacity(MAX_CHUNK_FLOWS);
         while let Some(batch) = self.next_batch(|| {}) {
             for flow in batch {
-                let due_ms = flow.end_ms();
+                let due_ms = flow.end_ms().saturating_add(EXPORT_DELAY_MS);
                 let mut now_ms = unix_now_ms_i64();
                 if due_ms > now_ms && !pending.is_empty() {
                     self.dispatch_owned(&mut pending);
