@@ -103,7 +103,7 @@ pub struct ExportConfig {
     /// Bytes a TCP collector may fall behind before further messages to it are
     /// dropped (and counted); default 4 MiB.
     pub tcp_max_pending_bytes: usize,
-    /// Groups of flows (about a millisecond's worth each) queued per collector
+    /// Groups of flows (2.5 ms worth each when paced) queued per collector
     /// before a collector that cannot keep up loses flows; default 256.
     pub queue_chunks: usize,
     /// Kernel send buffer per socket in bytes (`SO_SNDBUF`); 0 keeps the
