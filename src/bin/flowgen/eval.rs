@@ -1,6 +1,7 @@
 //! `flowgen eval`: scores a synthetic flow file against a real one and prints
 //! a table, optionally writing the figures as JSON.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -61,13 +62,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let report = eval::evaluate(&reference, &synthetic, train.as_deref(), &options)?;
 
-    print!("{report}");
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(())
+    print_table(&report)
+}
+
+/// Prints the table; a closed pipe (`flowgen eval ... | head`) is not an error.
+fn print_table(report: &eval::Report) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match write!(stdout, "{report}").and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write the table to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Every flow of `path`, warning about skipped rows.
