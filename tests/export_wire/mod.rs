@@ -179,21 +179,24 @@ pub struct V9Packet {
 }
 
 /// Decodes NetFlow v9 packets with `netflow_parser`, keeping template state.
+#[derive(Default)]
 pub struct V9Decoder {
     parser: NetflowParser,
 }
 
-impl Default for V9Decoder {
-    fn default() -> Self {
-        V9Decoder {
-            parser: NetflowParser::default(),
-        }
-    }
-}
-
 impl V9Decoder {
-    /// Decodes one export packet.
+    /// Decodes one export packet whose templates the decoder has seen.
     pub fn decode(&mut self, packet: &[u8]) -> V9Packet {
+        self.decode_inner(packet, false)
+    }
+
+    /// Decodes one export packet, dropping data sets whose template is unknown,
+    /// as a collector that started after the exporter does.
+    pub fn decode_late(&mut self, packet: &[u8]) -> V9Packet {
+        self.decode_inner(packet, true)
+    }
+
+    fn decode_inner(&mut self, packet: &[u8], late: bool) -> V9Packet {
         let result = self.parser.parse_bytes(packet);
         assert!(result.error.is_none(), "netflow_parser: {:?}", result.error);
         assert_eq!(result.packets.len(), 1);
@@ -224,6 +227,7 @@ impl V9Decoder {
                     }
                 }
                 FlowSetBody::Template(_) => {}
+                FlowSetBody::NoTemplate(_) if late => {}
                 FlowSetBody::NoTemplate(info) => panic!("data before its template: {info:?}"),
                 other => panic!("unexpected flowset {other:?}"),
             }
