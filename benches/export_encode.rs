@@ -17,7 +17,10 @@ fn flow(i: u32, v6: bool) -> Flow {
         let a = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16);
         (Address::V6(a), Address::V6(Ipv6Addr::LOCALHOST))
     } else {
-        (Address::V4(Ipv4Addr::from(0x0a00_0000 | i)), Address::V4(Ipv4Addr::new(192, 0, 2, 1)))
+        (
+            Address::V4(Ipv4Addr::from(0x0a00_0000 | i)),
+            Address::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        )
     };
     Flow {
         start_ms: (NOW_MS - 10_000 - u64::from(i % 5_000)) as i64,
@@ -60,7 +63,10 @@ fn main() {
     let cases: [(&str, Vec<Flow>); 3] = [
         ("ipv4", (0..FLOWS).map(|i| flow(i, false)).collect()),
         ("ipv6", (0..FLOWS).map(|i| flow(i, true)).collect()),
-        ("mixed 1/8 ipv6", (0..FLOWS).map(|i| flow(i, i % 8 == 0)).collect()),
+        (
+            "mixed 1/8 ipv6",
+            (0..FLOWS).map(|i| flow(i, i % 8 == 0)).collect(),
+        ),
     ];
     for protocol in [ExportProtocol::Ipfix, ExportProtocol::Netflow9] {
         for (name, flows) in &cases {
