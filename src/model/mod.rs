@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod bundle;
+pub mod generate;
 pub mod train;
 
 use std::path::{Path, PathBuf};
