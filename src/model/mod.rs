@@ -1,7 +1,11 @@
 //! Models that produce flows: the empirical baseline and the IP2Vec + WGAN-GP
 //! generator, their on-disk bundle, and decoding generated vectors into flows.
 
+pub mod adam;
 pub mod bundle;
+pub mod mlp;
+pub mod output;
+pub mod wgan;
 
 use crate::flow::Flow;
 
