@@ -1,10 +1,14 @@
 //! Models that produce flows: the empirical baseline and the IP2Vec + WGAN-GP
 //! generator, their on-disk bundle, and decoding generated vectors into flows.
 
+pub mod adam;
 pub mod baseline;
 pub mod bundle;
 pub mod generate;
+pub mod mlp;
+pub mod output;
 pub mod train;
+pub mod wgan;
 
 use std::path::{Path, PathBuf};
 
