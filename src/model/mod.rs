@@ -1,7 +1,11 @@
 //! Models that produce flows: the empirical baseline and the IP2Vec + WGAN-GP
 //! generator, their on-disk bundle, and decoding generated vectors into flows.
 
+pub mod bins;
 pub mod bundle;
+pub mod features;
+pub mod ip2vec;
+pub mod vocab;
 
 use crate::flow::Flow;
 
