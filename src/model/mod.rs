@@ -4,7 +4,11 @@
 pub mod baseline;
 pub mod bins;
 pub mod bundle;
+pub mod codebook;
+pub mod decode;
 pub mod features;
+#[cfg(test)]
+mod fixtures;
 pub mod ip2vec;
 pub mod train;
 pub mod vocab;
