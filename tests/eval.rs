@@ -260,7 +260,7 @@ fn the_independent_baseline_shows_the_papers_pattern() {
     assert!(accuracy(Check::T1) < 30.0, "{report}");
     assert!(accuracy(Check::T2) < 90.0, "{report}");
     assert!(accuracy(Check::T4) < 30.0, "{report}");
-    assert!(accuracy(Check::T6) < 10.0, "{report}");
+    assert!(accuracy(Check::T6) < 25.0, "{report}");
     assert!((65.0..80.0).contains(&accuracy(Check::T7)), "{report}");
     assert!(
         s.density < 0.15 && s.coverage < 0.25 && s.pcd > 4.0,
