@@ -1,6 +1,8 @@
 //! Speed of `flowgen eval` on the shared CIDDS-001 sample: the k-NN balls of
 //! the reference, density/coverage of a synthetic set, and a whole
-//! evaluation. Prints timings; run with `cargo bench --bench eval`.
+//! evaluation. Prints timings; run with `cargo bench --bench eval`. Under
+//! `cargo test` (no `--bench` argument) it only runs one small size, so that
+//! the test suite checks it works without spending a minute on it.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,7 +34,13 @@ fn main() {
     let internal = InternalNetwork::cidds001();
     let options = EvalOptions::default();
 
-    for (reference_len, synthetic_len) in [(4_096, 2_048), (6_144, 6_144), (6_144, 20_480)] {
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let sizes: &[(usize, usize)] = if benchmarking {
+        &[(4_096, 2_048), (6_144, 6_144), (6_144, 20_480)]
+    } else {
+        &[(512, 256)]
+    };
+    for &(reference_len, synthetic_len) in sizes {
         let reference = &flows[flows.len() - reference_len..];
         let fake = synthetic(&flows, synthetic_len);
 
