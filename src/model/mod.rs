@@ -4,7 +4,9 @@
 pub mod adam;
 pub mod bundle;
 pub mod mlp;
+pub mod onnx;
 pub mod output;
+pub mod runtime;
 pub mod wgan;
 
 use crate::flow::Flow;
