@@ -191,13 +191,37 @@ fn without_the_cuda_feature_cuda_fails_and_auto_falls_back_to_the_cpu() {
 
 #[cfg(feature = "cuda")]
 #[test]
-fn with_the_cuda_feature_auto_always_yields_a_running_session() {
+fn with_the_cuda_feature_cuda_never_falls_back_silently_and_auto_always_runs() {
     let g = TrainedGenerator::random(8, &[16], 5, &[], 11).unwrap();
     let (_dir, path) = exported(&g);
+    let cuda = RuntimeOptions {
+        device: Device::Cuda,
+        ..RuntimeOptions::default()
+    };
+    // On a CPU-only ONNX Runtime the provider cannot register; with onnxruntime-gpu and a GPU it does.
+    match GeneratorSession::load(&path, shape_of(&g), &cuda) {
+        Ok(session) => assert_eq!(session.device(), Device::Cuda),
+        Err(err) => {
+            assert!(matches!(err, RuntimeError::Cuda { .. }), "{err}");
+            assert!(
+                err.to_string().contains("cuda execution provider failed"),
+                "{err}"
+            );
+        }
+    }
+
     let auto = RuntimeOptions {
         device: Device::Auto,
         ..RuntimeOptions::default()
     };
     let mut session = GeneratorSession::load(&path, shape_of(&g), &auto).unwrap();
-    assert_eq!(session.run(&[0.5; 16], 2).unwrap().len(), 10);
+    let noise = [0.5; 16];
+    let expected = g.forward(&noise, 2).unwrap();
+    let got = session.run(&noise, 2).unwrap();
+    let diff = expected
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff <= VERIFY_TOLERANCE, "{} diff {diff}", session.device());
 }

@@ -108,7 +108,7 @@ pub fn verify(
         let expected = generator.forward(&noise, batch)?;
         let got = session.run(&noise, batch)?;
         let diff = max_abs_diff(&expected, got);
-        if !(diff <= VERIFY_TOLERANCE) {
+        if diff > VERIFY_TOLERANCE {
             return Err(OnnxError::Mismatch {
                 path: path.to_path_buf(),
                 max_abs_diff: diff,
