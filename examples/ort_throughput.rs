@@ -23,6 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let generator = TrainedGenerator::random(noise_dim, &[width; 3], out_dim, &[], 1)?;
         let path = dir.join(format!("generator-{width}.onnx"));
         onnx::write_onnx(&generator, &path)?;
+        for batch in [1024, 4096] {
+            let rate = measure_rust(&generator, batch, Duration::from_secs_f64(seconds))?;
+            println!(
+                "width {width:3} rust forward, one thread  batch {batch:4}: {:7.0} k rows/s",
+                rate / 1e3
+            );
+        }
         for threads in [1, 2] {
             for spinning in [true, false] {
                 let options = RuntimeOptions {
@@ -59,6 +66,23 @@ fn measure(
     let mut rows = 0;
     while started.elapsed() < duration {
         session.run(&noise, batch)?;
+        rows += batch;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+fn measure_rust(
+    generator: &TrainedGenerator,
+    batch: usize,
+    duration: Duration,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let noise: Vec<f32> = (0..batch * generator.noise_dim())
+        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    let started = Instant::now();
+    let mut rows = 0;
+    while started.elapsed() < duration {
+        generator.forward(&noise, batch)?;
         rows += batch;
     }
     Ok(rows as f64 / started.elapsed().as_secs_f64())

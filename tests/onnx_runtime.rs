@@ -225,3 +225,34 @@ fn with_the_cuda_feature_cuda_never_falls_back_silently_and_auto_always_runs() {
         .fold(0.0, f32::max);
     assert!(diff <= VERIFY_TOLERANCE, "{} diff {diff}", session.device());
 }
+
+#[test]
+fn a_freshly_trained_generator_exports_and_verifies() {
+    use flowgen::model::wgan::{train, Progress, WganParams};
+    // Four columns: two continuous, then a one-hot pair.
+    let data: Vec<f32> = (0..512)
+        .flat_map(|i| {
+            let t = i as f32 / 512.0;
+            let hot = (i % 3 == 0) as u8 as f32;
+            [t, 1.0 - t * t, hot, 1.0 - hot]
+        })
+        .collect();
+    let params = WganParams {
+        noise_dim: 6,
+        hidden: vec![16, 16],
+        critic_hidden: vec![16],
+        batch: 64,
+        epochs: 3,
+        output_activations: vec![range(2, 4, OutputActivation::Softmax)],
+        ..WganParams::default()
+    };
+    let run = train(&data, 4, &params, Progress::Hidden).unwrap();
+    let (_dir, path) = exported(&run.generator);
+    onnx::verify(&run.generator, &path, &RuntimeOptions::default()).unwrap();
+}
+
+#[test]
+fn sessions_can_move_to_generator_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<GeneratorSession>();
+}

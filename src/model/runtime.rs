@@ -474,6 +474,8 @@ fn session_builder(
     Ok(builder)
 }
 
+/// Registers the CUDA execution provider, failing rather than falling back. This path has
+/// been checked against a CPU-only ONNX Runtime (it fails clearly) but not yet on a GPU.
 #[cfg(feature = "cuda")]
 fn with_cuda(builder: SessionBuilder, path: &Path) -> Result<SessionBuilder, RuntimeError> {
     let cuda = ort::ep::CUDA::default().build().error_on_failure();

@@ -49,7 +49,9 @@ pub struct WganParams {
     pub leaky_slope: f32,
     /// Activations on ranges of generator output columns; columns not listed are linear.
     pub output_activations: Vec<ColumnActivation>,
-    /// Threads for the large matrix products; the result is the same for any count.
+    /// Threads for the large matrix products; the result is the same for any count. On a
+    /// busy two-core machine more than one thread was slower, because each product waits
+    /// for its slowest thread.
     pub threads: usize,
 }
 
