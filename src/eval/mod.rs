@@ -28,9 +28,11 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 pub use checks::{run_checks, Check, CheckScore, Checks};
-pub use correlation::{correlation_matrix, pairwise_correlation_difference};
+pub use correlation::{correlation_matrix, pairwise_correlation_difference, CorrelationMatrix};
 pub use distance::{jensen_shannon, scaled_wasserstein, wasserstein, Emd, Jsd};
-pub use features::{feature_matrix, feature_vector, FeatureVector, Moments, FEATURE_NAMES};
+pub use features::{
+    feature_matrix, feature_vector, FeatureVector, Moments, FEATURE_COUNT, FEATURE_NAMES,
+};
 pub use neighbours::{density_coverage, DensityCoverage, RealBalls};
 pub use network::{is_broadcast, is_multicast, Cidr, CidrError, InternalNetwork};
 
