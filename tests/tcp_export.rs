@@ -37,6 +37,7 @@ struct Session {
     messages: usize,
     records: usize,
     first_had_templates: bool,
+    messages_with_templates: usize,
 }
 
 /// Reads IPFIX messages (each prefixed by its own length field) until EOF or
@@ -77,6 +78,7 @@ fn read_session(mut stream: TcpStream, until: Option<Instant>) -> Session {
             if session.messages == 0 {
                 session.first_had_templates = counted.templates > 0;
             }
+            session.messages_with_templates += usize::from(counted.templates > 0);
             session.messages += 1;
             session.records += counted.records;
         }
@@ -109,11 +111,11 @@ fn a_restarted_tcp_collector_gets_templates_first_on_the_new_connection() {
         ..CollectorConfig::udp(address.to_string(), ExportProtocol::Ipfix)
     };
     let reconnect_ms = 200;
+    // The UDP refresh settings (by time and every 100 messages) must not apply.
     let export = ExportConfig {
         tcp_reconnect_interval_ms: reconnect_ms,
-        // Neither timer nor count resends templates: only a new connection does.
-        template_refresh_s: 3_600,
-        template_refresh_messages: 1_000_000,
+        template_refresh_s: 1,
+        template_refresh_messages: 100,
         ..ExportConfig::default()
     };
     let (input, output) = crossbeam_channel::bounded(4);

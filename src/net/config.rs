@@ -90,10 +90,11 @@ impl CollectorConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {
-    /// Templates are resent after this many seconds, so that a collector that
-    /// starts late decodes within this long; default 10.
+    /// Templates are resent over UDP after this many seconds, so that a
+    /// collector that starts late decodes within this long; default 10. Over
+    /// TCP they go once per connection instead.
     pub template_refresh_s: u64,
-    /// Templates are also resent after this many messages; default 100.
+    /// Templates are also resent over UDP after this many messages; default 100.
     pub template_refresh_messages: u64,
     /// Largest export message in octets, IP and UDP headers not counted;
     /// default 1452 (a 1500-octet MTU over IPv6 or IPv4).

@@ -80,9 +80,16 @@ impl CollectorSender {
                 export.socket_send_buffer_bytes,
             )),
         };
+        let mut options = export.stream_options(config.observation_domain);
+        if config.transport == Transport::Tcp {
+            // A TCP session needs the templates once, at its start (RFC 7011
+            // section 8): no timer, no count; each new connection asks again.
+            options.template_refresh_s = 0;
+            options.template_refresh_messages = 0;
+        }
         let stream = ExportStream::new(
             config.protocol,
-            export.stream_options(config.observation_domain),
+            options,
             stream_start_ms(config.protocol, now_ms),
         );
         Ok(CollectorSender {
