@@ -51,7 +51,7 @@ mod udp;
 
 pub use config::{CollectorConfig, ExportConfig, Transport};
 pub use exporter::{Chunk, Exporter};
-pub use pipeline::{ExportPipeline, ExportReport, Pacing};
+pub use pipeline::{ExportPipeline, ExportReport, Pacing, EXPORT_DELAY_MS};
 pub use sender::CollectorSender;
 pub use stats::{CollectorCounters, CollectorStats, PipelineCounters, PipelineStats};
 
