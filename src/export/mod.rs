@@ -9,8 +9,10 @@
 //! - The header, then the template set with both templates (IPv4 and IPv6) when
 //!   they are due: in the first message, after [`ExportStream::resend_templates`],
 //!   when `template_refresh_s` has passed since they last went out, and in every
-//!   `template_refresh_messages`-th message (RFC 7011 section 8.1 and 10.3.6,
-//!   RFC 3954 section 5.2).
+//!   `template_refresh_messages`-th message (RFC 7011 section 8 and 8.4 for
+//!   UDP, RFC 3954 section 5.2). Over TCP set both triggers to 0 and call
+//!   `resend_templates` after each reconnect: a reliable transport session needs
+//!   the templates once.
 //! - Then data sets. Consecutive flows of one address family share a data set;
 //!   a change of family opens another set in the same message, so a mixed slice
 //!   costs four octets per change and no extra message.
@@ -80,10 +82,10 @@ pub struct StreamOptions {
     /// [`StreamOptions::MIN_MESSAGE_BYTES`]..=[`StreamOptions::MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Templates are resent after this many seconds; 0 turns the timer off.
-    /// Default 60.
+    /// Default 60, so a collector that starts late decodes within a minute.
     pub template_refresh_s: u64,
     /// Templates ride in every this-many-th message; 0 turns the count off.
-    /// Default 100.
+    /// Default 100: under 0.1 % of the octets at 1472-octet messages.
     pub template_refresh_messages: u64,
 }
 
@@ -418,4 +420,43 @@ fn close_set(out: &mut [u8], start: usize) {
 /// `t_ms` rounded down to a whole second.
 fn whole_second(t_ms: u64) -> u64 {
     t_ms - t_ms % 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{known_v4_flow, NOW_MS};
+    use super::*;
+
+    fn sequence(message: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([
+            message[at],
+            message[at + 1],
+            message[at + 2],
+            message[at + 3],
+        ])
+    }
+
+    #[test]
+    fn ipfix_sequence_wraps_modulo_two_to_the_32() {
+        let mut stream = ExportStream::new(ExportProtocol::Ipfix, StreamOptions::default(), NOW_MS);
+        stream.stats.data_records = u64::from(u32::MAX) - 1;
+        let flows = vec![known_v4_flow(); 5];
+        let mut out = Vec::new();
+        stream.encode_message(&flows, NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 8), u32::MAX - 1);
+        stream.encode_message(&flows, NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 8), 3);
+    }
+
+    #[test]
+    fn v9_sequence_wraps_modulo_two_to_the_32() {
+        let mut stream =
+            ExportStream::new(ExportProtocol::Netflow9, StreamOptions::default(), NOW_MS);
+        stream.stats.messages = u64::from(u32::MAX);
+        let mut out = Vec::new();
+        stream.encode_message(&[known_v4_flow()], NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 12), u32::MAX);
+        stream.encode_message(&[known_v4_flow()], NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 12), 0);
+    }
 }

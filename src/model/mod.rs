@@ -1,6 +1,7 @@
 //! Models that produce flows: the empirical baseline and the IP2Vec + WGAN-GP
 //! generator, their on-disk bundle, and decoding generated vectors into flows.
 
+pub mod adam;
 pub mod baseline;
 pub mod bins;
 pub mod bundle;
@@ -9,9 +10,15 @@ pub mod decode;
 pub mod features;
 #[cfg(test)]
 mod fixtures;
+pub mod generate;
 pub mod ip2vec;
+pub mod mlp;
+pub mod onnx;
+pub mod output;
+pub mod runtime;
 pub mod train;
 pub mod vocab;
+pub mod wgan;
 
 use std::path::{Path, PathBuf};
 
