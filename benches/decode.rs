@@ -12,6 +12,7 @@ use flowgen::model::codebook::{Codebook, CodebookParams, FlowEncoder};
 use flowgen::model::decode::{FlowDecoder, Method, NearestIndex};
 use flowgen::model::features::{EmbeddedField, WordKind};
 use flowgen::model::ip2vec::Ip2VecParams;
+use flowgen::model::wgan::Progress;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             ..CodebookParams::default()
         };
-        let codebook = Codebook::fit(&flows, &params, 1)?;
+        let codebook = Codebook::fit(&flows, &params, 1, Progress::Hidden)?;
         bench_dim(&flows, codebook)?;
     }
     Ok(())

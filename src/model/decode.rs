@@ -666,13 +666,15 @@ mod flow_tests {
     use crate::model::codebook::{CodebookParams, FlowEncoder};
     use crate::model::fixtures::office_flows;
     use crate::model::vocab::{port_class, Word};
+    use crate::model::wgan::Progress;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn encoded_training_flows_decode_to_the_same_words() {
         let flows = office_flows(1500, 5);
-        let codebook = Codebook::fit(&flows, &CodebookParams::default(), 3).unwrap();
+        let codebook =
+            Codebook::fit(&flows, &CodebookParams::default(), 3, Progress::Hidden).unwrap();
         let encoder = FlowEncoder::new(codebook.clone());
         let width = codebook.layout.width();
         let mut rows = vec![0.0; flows.len() * width];
@@ -727,7 +729,8 @@ mod flow_tests {
     #[test]
     fn arbitrary_outputs_decode_to_consistent_flows() {
         let flows = office_flows(1000, 6);
-        let codebook = Codebook::fit(&flows, &CodebookParams::default(), 3).unwrap();
+        let codebook =
+            Codebook::fit(&flows, &CodebookParams::default(), 3, Progress::Hidden).unwrap();
         let width = codebook.layout.width();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let rows = 500;
