@@ -1,1 +1,5 @@
-//! TODO: owned by the daemon work.
+//! The service: configuration, the generator-to-exporter pipeline, signals,
+//! systemd notification and metrics.
+
+pub mod address;
+pub mod config;
