@@ -754,7 +754,6 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {found:#?}");
         }
         assert_eq!(found.len(), 6, "{found:#?}");
-        eprintln!("{found:#?}");
     }
 
     #[test]
