@@ -273,13 +273,19 @@ impl fmt::Display for Issue {
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// No `--config` was given and none of the default places holds a file.
+    #[error("no configuration file given and none found at {}; pass --config FILE", list_paths(searched))]
+    NotFound {
+        /// The places looked at, in order.
+        searched: Vec<PathBuf>,
+    },
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The configuration file.
         path: PathBuf,
-        /// The underlying failure.
-        source: std::io::Error,
+        /// The underlying failure (not a `source`: the message already shows it).
+        error: std::io::Error,
     },
     /// The file is not valid TOML (the message gives line and column).
     #[error("{path}: {message}")]
@@ -297,6 +303,27 @@ pub enum ConfigError {
         /// Every problem found, in key order.
         issues: Vec<Issue>,
     },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+/// Where `flowgen run` and `check-config` look without `--config`, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["conf/flowgen.toml", "/etc/flowgen/flowgen.toml"];
+
+/// The configuration file to use: `given`, else the first of [`DEFAULT_PATHS`] that exists.
+pub fn find_config(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    let searched: Vec<PathBuf> = DEFAULT_PATHS.iter().map(PathBuf::from).collect();
+    searched
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(ConfigError::NotFound { searched })
 }
 
 fn join_issues(issues: &[Issue]) -> String {
@@ -319,9 +346,9 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::from_toml(&text, path, env, overrides)
     }
