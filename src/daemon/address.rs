@@ -18,3 +18,17 @@ impl AddressSettings {
         Vec::new()
     }
 }
+
+/// The remapping built from [`AddressSettings`]; applies no change yet.
+#[derive(Clone, Debug, Default)]
+pub struct AddressMap {}
+
+impl AddressMap {
+    /// The map for `settings`.
+    pub fn new(_settings: &AddressSettings) -> AddressMap {
+        AddressMap {}
+    }
+
+    /// Rewrites the flow's addresses in place.
+    pub fn apply(&self, _flow: &mut crate::flow::Flow) {}
+}

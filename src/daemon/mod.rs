@@ -4,3 +4,5 @@
 pub mod address;
 pub mod config;
 pub mod metrics;
+pub mod generators;
+pub mod schedule;
