@@ -1,9 +1,10 @@
 //! Generator threads: run the model (blocking work, so plain threads), apply the
 //! address plan, and hand full batches to the exporter through a bounded queue.
 //!
-//! Batches travel in `Vec<Flow>`s that the exporter returns once sent, so the
-//! steady state allocates no new vectors. When the queue is full the threads
-//! block: backpressure instead of an unbounded backlog.
+//! When the queue is full the threads block: backpressure instead of an
+//! unbounded backlog. A consumer that hands emptied `Vec`s back through the
+//! optional return channel saves their allocation; batches are allocated anew
+//! otherwise.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,35 +20,6 @@ use super::metrics::Metrics;
 
 /// A batch of generated flows, in the order they are to be sent.
 pub type Batch = Vec<Flow>;
-
-/// The two channels between generators and exporter.
-#[derive(Clone)]
-pub struct Queues {
-    /// Full batches, generators to exporter; bounded.
-    pub full_tx: Sender<Batch>,
-    /// Full batches, as the exporter receives them.
-    pub full_rx: Receiver<Batch>,
-    /// Emptied batches going back for reuse; bounded, extras are dropped.
-    pub empty_tx: Sender<Batch>,
-    /// Emptied batches, as the generators take them.
-    pub empty_rx: Receiver<Batch>,
-}
-
-impl Queues {
-    /// Channels holding at most `capacity_batches` full batches.
-    pub fn new(capacity_batches: usize) -> Queues {
-        let (full_tx, full_rx) = crossbeam_channel::bounded(capacity_batches);
-        // Room for every batch that can exist at once: queued, one per generator
-        // in hand, and the exporter's; beyond that a returned batch is just freed.
-        let (empty_tx, empty_rx) = crossbeam_channel::bounded(capacity_batches + 64);
-        Queues {
-            full_tx,
-            full_rx,
-            empty_tx,
-            empty_rx,
-        }
-    }
-}
 
 /// A generator thread that stopped because the model failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +51,13 @@ pub struct GeneratorPool {
 }
 
 impl GeneratorPool {
-    /// Starts one thread per generator, feeding `queues`.
+    /// Starts one thread per generator, sending batches to `output` and taking
+    /// emptied ones from `recycled` when there are any.
     pub fn start(
         generators: Vec<Box<dyn FlowGenerator>>,
         settings: PoolSettings,
-        queues: &Queues,
+        output: Sender<Batch>,
+        recycled: Option<Receiver<Batch>>,
     ) -> std::io::Result<GeneratorPool> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let mut pool = GeneratorPool {
@@ -95,8 +69,8 @@ impl GeneratorPool {
                 index,
                 generator,
                 settings: settings.clone(),
-                full_tx: queues.full_tx.clone(),
-                empty_rx: queues.empty_rx.clone(),
+                full_tx: output.clone(),
+                empty_rx: recycled.clone(),
                 stop_rx: stop_rx.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -107,12 +81,9 @@ impl GeneratorPool {
         Ok(pool)
     }
 
-    /// Tells every thread to stop and waits for them (at most one `generate` call each).
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
+    /// Tells every thread to stop and waits for them (at most one `generate`
+    /// call each); the pool is empty afterwards.
+    pub fn stop(&mut self) {
         // Dropping the only sender wakes every `select!` waiting on `stop_rx`.
         self.stop_tx.take();
         for handle in self.threads.drain(..) {
@@ -125,7 +96,7 @@ impl GeneratorPool {
 
 impl Drop for GeneratorPool {
     fn drop(&mut self) {
-        self.stop_and_join();
+        self.stop();
     }
 }
 
@@ -135,7 +106,7 @@ struct Worker {
     generator: Box<dyn FlowGenerator>,
     settings: PoolSettings,
     full_tx: Sender<Batch>,
-    empty_rx: Receiver<Batch>,
+    empty_rx: Option<Receiver<Batch>>,
     stop_rx: Receiver<()>,
 }
 
@@ -144,8 +115,9 @@ impl Worker {
         while !self.stopped() {
             let mut batch = self
                 .empty_rx
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(self.settings.batch));
+                .as_ref()
+                .and_then(|rx| rx.try_recv().ok())
+                .unwrap_or_else(|| Vec::with_capacity(self.settings.batch));
             batch.clear();
             if let Err(error) = self.generator.generate(self.settings.batch, &mut batch) {
                 self.fail(error);
@@ -241,18 +213,18 @@ mod tests {
     fn threads_fill_the_bounded_queue_and_then_wait() {
         let metrics = Arc::new(Metrics::new());
         let (settings, _failed) = settings(metrics.clone());
-        let queues = Queues::new(3);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(3);
         let generators: Vec<Box<dyn FlowGenerator>> = vec![
             Box::new(Counting { calls: 0, fail_at: None }),
             Box::new(Counting { calls: 0, fail_at: None }),
         ];
-        let pool = GeneratorPool::start(generators, settings, &queues).unwrap();
+        let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         std::thread::sleep(Duration::from_millis(200));
 
         // Three queued, and each thread holds one it cannot hand over.
-        assert_eq!(queues.full_rx.len(), 3);
+        assert_eq!(full_rx.len(), 3);
         assert_eq!(metrics.flows_generated.get(), 5 * 16);
-        let batch = queues.full_rx.recv().unwrap();
+        let batch = full_rx.recv().unwrap();
         assert_eq!(batch.len(), 16);
         pool.stop();
     }
@@ -261,10 +233,10 @@ mod tests {
     fn stop_returns_while_threads_are_blocked_on_a_full_queue() {
         let metrics = Arc::new(Metrics::new());
         let (settings, _failed) = settings(metrics);
-        let queues = Queues::new(1);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(1);
         let generators: Vec<Box<dyn FlowGenerator>> =
             vec![Box::new(Counting { calls: 0, fail_at: None })];
-        let pool = GeneratorPool::start(generators, settings, &queues).unwrap();
+        let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let started = std::time::Instant::now();
         pool.stop();
@@ -275,16 +247,17 @@ mod tests {
     fn returned_batches_are_reused() {
         let metrics = Arc::new(Metrics::new());
         let (settings, _failed) = settings(metrics);
-        let queues = Queues::new(1);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(1);
+        let (empty_tx, empty_rx) = crossbeam_channel::bounded(4);
         let generators: Vec<Box<dyn FlowGenerator>> =
             vec![Box::new(Counting { calls: 0, fail_at: None })];
-        let pool = GeneratorPool::start(generators, settings, &queues).unwrap();
+        let mut pool = GeneratorPool::start(generators, settings, full_tx, Some(empty_rx)).unwrap();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..50 {
-            let mut batch = queues.full_rx.recv().unwrap();
+            let mut batch = full_rx.recv().unwrap();
             seen.insert(batch.as_ptr() as usize);
             batch.clear();
-            queues.empty_tx.send(batch).unwrap();
+            empty_tx.send(batch).unwrap();
         }
         pool.stop();
         // Queue slot, the thread's batch in hand and the one being returned.
@@ -295,15 +268,15 @@ mod tests {
     fn a_failing_model_is_reported_and_counted() {
         let metrics = Arc::new(Metrics::new());
         let (settings, mut failed) = settings(metrics.clone());
-        let queues = Queues::new(8);
+        let (full_tx, full_rx) = crossbeam_channel::bounded(8);
         let generators: Vec<Box<dyn FlowGenerator>> =
             vec![Box::new(Counting { calls: 0, fail_at: Some(3) })];
-        let pool = GeneratorPool::start(generators, settings, &queues).unwrap();
+        let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         let failure = failed.blocking_recv().expect("a failure report");
         assert_eq!(failure.thread, 0);
         assert!(failure.to_string().contains("inference failed"), "{failure}");
         assert_eq!(metrics.generator_errors.get(), 1);
-        assert_eq!(queues.full_rx.len(), 2);
+        assert_eq!(full_rx.len(), 2);
         pool.stop();
     }
 }

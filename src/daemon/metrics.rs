@@ -2,7 +2,9 @@
 //! the periodic info line built from the same numbers.
 //!
 //! Counter names (with the `flowgen_` prefix) end in `_total`; per-collector
-//! counters carry a `collector="HOST:PORT/protocol/transport/domain"` label.
+//! counters carry `collector="HOST:PORT"`, `protocol` and `transport` labels.
+//! The export pipeline keeps its own atomics; [`Metrics::sync`] copies them
+//! in before every scrape and report.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -15,14 +17,21 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::export::ExportProtocol;
+use crate::net::{CollectorCounters, CollectorStats, PipelineCounters, PipelineStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Identifies one collector stream in labels and log lines.
+/// Identifies one collector stream in labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CollectorLabel {
-    /// `HOST:PORT/protocol/transport/domain`.
+    /// `HOST:PORT` as configured.
     pub collector: String,
+    /// `ipfix` or `netflow9`.
+    pub protocol: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
 }
 
 /// Outcome of a reload, as a label.
@@ -32,19 +41,33 @@ pub struct ReloadLabel {
     pub result: String,
 }
 
-/// The counters of one collector, resolved once so the hot path skips the family lookup.
+/// The counters of one collector, resolved once so that updates skip the family lookup.
 #[derive(Clone, Debug, Default)]
 pub struct CollectorMetrics {
-    /// Flow records handed to the socket.
+    /// Flow records handed to the kernel.
     pub flows_sent: Counter,
-    /// Export messages handed to the socket.
+    /// Export messages handed to the kernel.
     pub messages_sent: Counter,
-    /// Messages that carried template sets.
-    pub templates_sent: Counter,
-    /// Failed sends (refused, unreachable, disconnected).
+    /// Octets of those messages.
+    pub bytes_sent: Counter,
+    /// Failed sends and connection attempts.
     pub send_errors: Counter,
-    /// Flows that were encoded but could not be sent.
+    /// Flows that never reached the kernel (failed send, full queue, TCP down).
     pub flows_dropped: Counter,
+    /// TCP connections re-established.
+    pub reconnects: Counter,
+}
+
+/// Live counters of the export pipeline, copied into the registry by [`Metrics::sync`].
+struct Tracked {
+    pipeline: Option<(Arc<PipelineStats>, PipelineCounters)>,
+    collectors: Vec<TrackedCollector>,
+}
+
+struct TrackedCollector {
+    stats: Arc<CollectorStats>,
+    handles: CollectorMetrics,
+    seen: CollectorCounters,
 }
 
 /// Every counter the daemon keeps.
@@ -52,8 +75,8 @@ pub struct Metrics {
     registry: Registry,
     /// Flows produced by the generator threads.
     pub flows_generated: Counter,
-    /// Times the exporter was allowed to send but found no generated flow waiting.
-    pub source_lagging: Counter,
+    /// Flows the pacer could have sent but no generated flow was waiting.
+    pub source_shortfall_flows: Counter,
     /// Generator calls that failed.
     pub generator_errors: Counter,
     /// Reloads by outcome.
@@ -62,12 +85,14 @@ pub struct Metrics {
     pub target_rate: Gauge<f64, AtomicU64>,
     /// Batches waiting between generators and exporter.
     pub queued_batches: Gauge,
+    flows_dispatched: Counter,
     flows_sent: Family<CollectorLabel, Counter>,
     messages_sent: Family<CollectorLabel, Counter>,
-    templates_sent: Family<CollectorLabel, Counter>,
+    bytes_sent: Family<CollectorLabel, Counter>,
     send_errors: Family<CollectorLabel, Counter>,
     flows_dropped: Family<CollectorLabel, Counter>,
-    collectors: Mutex<Vec<(String, CollectorMetrics)>>,
+    reconnects: Family<CollectorLabel, Counter>,
+    tracked: Mutex<Tracked>,
 }
 
 impl Default for Metrics {
@@ -82,17 +107,22 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::default(),
             flows_generated: Counter::default(),
-            source_lagging: Counter::default(),
+            source_shortfall_flows: Counter::default(),
             generator_errors: Counter::default(),
             reloads: Family::default(),
             target_rate: Gauge::default(),
             queued_batches: Gauge::default(),
+            flows_dispatched: Counter::default(),
             flows_sent: Family::default(),
             messages_sent: Family::default(),
-            templates_sent: Family::default(),
+            bytes_sent: Family::default(),
             send_errors: Family::default(),
             flows_dropped: Family::default(),
-            collectors: Mutex::new(Vec::new()),
+            reconnects: Family::default(),
+            tracked: Mutex::new(Tracked {
+                pipeline: None,
+                collectors: Vec::new(),
+            }),
         };
         let mut registry = Registry::with_prefix("flowgen");
         metrics.register_all(&mut registry);
@@ -101,26 +131,22 @@ impl Metrics {
     }
 
     fn register_all(&self, r: &mut Registry) {
-        r.register(
-            "flows_generated",
-            "Flows produced by the generator threads",
-            self.flows_generated.clone(),
-        );
-        r.register(
-            "source_lagging",
-            "Times the exporter could send but no generated flow was waiting",
-            self.source_lagging.clone(),
-        );
-        r.register(
-            "generator_errors",
-            "Generator calls that failed",
-            self.generator_errors.clone(),
-        );
-        r.register(
-            "reloads",
-            "Configuration and model reloads",
-            self.reloads.clone(),
-        );
+        let help = [
+            ("flows_generated", "Flows produced by the generator threads"),
+            ("source_shortfall_flows", "Flows the pacer allowed but the generators had not delivered"),
+            ("generator_errors", "Generator calls that failed"),
+            ("flows_dispatched", "Flows released by the pacer to the collectors' queues"),
+        ];
+        let counters = [
+            &self.flows_generated,
+            &self.source_shortfall_flows,
+            &self.generator_errors,
+            &self.flows_dispatched,
+        ];
+        for ((name, text), counter) in help.into_iter().zip(counters) {
+            r.register(name, text, counter.clone());
+        }
+        r.register("reloads", "Configuration and model reloads", self.reloads.clone());
         r.register(
             "target_rate_flows_per_s",
             "Rate the pacer aims at now (0: unlimited)",
@@ -131,50 +157,71 @@ impl Metrics {
             "Batches waiting between generators and exporter",
             self.queued_batches.clone(),
         );
-        r.register(
-            "flows_sent",
-            "Flow records sent",
-            self.flows_sent.clone(),
-        );
-        r.register(
-            "messages_sent",
-            "Export messages sent",
-            self.messages_sent.clone(),
-        );
-        r.register(
-            "templates_sent",
-            "Export messages that carried templates",
-            self.templates_sent.clone(),
-        );
-        r.register(
-            "send_errors",
-            "Failed sends",
-            self.send_errors.clone(),
-        );
-        r.register(
-            "flows_dropped",
-            "Encoded flows that could not be sent",
-            self.flows_dropped.clone(),
-        );
+        let families = [
+            ("flows_sent", "Flow records sent", &self.flows_sent),
+            ("messages_sent", "Export messages sent", &self.messages_sent),
+            ("bytes_sent", "Octets of export messages sent", &self.bytes_sent),
+            ("send_errors", "Failed sends and connection attempts", &self.send_errors),
+            ("flows_dropped", "Flows that could not be sent", &self.flows_dropped),
+            ("reconnects", "TCP connections re-established", &self.reconnects),
+        ];
+        for (name, text, family) in families {
+            r.register(name, text, family.clone());
+        }
     }
 
-    /// The counters of the collector named `name`, created on first use.
-    pub fn collector(&self, name: &str) -> CollectorMetrics {
-        let label = CollectorLabel {
-            collector: name.to_string(),
-        };
-        let handles = CollectorMetrics {
-            flows_sent: self.flows_sent.get_or_create_owned(&label),
-            messages_sent: self.messages_sent.get_or_create_owned(&label),
-            templates_sent: self.templates_sent.get_or_create_owned(&label),
-            send_errors: self.send_errors.get_or_create_owned(&label),
-            flows_dropped: self.flows_dropped.get_or_create_owned(&label),
-        };
-        let mut known = self.collectors.lock().unwrap_or_else(|e| e.into_inner());
-        if !known.iter().any(|(n, _)| n == name) {
-            known.push((name.to_string(), handles.clone()));
+    /// The counters of one collector, created on first use.
+    pub fn collector(&self, label: &CollectorLabel) -> CollectorMetrics {
+        CollectorMetrics {
+            flows_sent: self.flows_sent.get_or_create_owned(label),
+            messages_sent: self.messages_sent.get_or_create_owned(label),
+            bytes_sent: self.bytes_sent.get_or_create_owned(label),
+            send_errors: self.send_errors.get_or_create_owned(label),
+            flows_dropped: self.flows_dropped.get_or_create_owned(label),
+            reconnects: self.reconnects.get_or_create_owned(label),
         }
-        handles
+    }
+
+    /// Follows a (new) export pipeline's live counters from now on; what the
+    /// previous one counted stays in the totals, so counters never go back.
+    pub fn track(&self, pipeline: &Arc<PipelineStats>, collectors: &[Arc<CollectorStats>]) {
+        self.sync();
+        let collectors = collectors
+            .iter()
+            .map(|stats| TrackedCollector {
+                handles: self.collector(&label_of(stats)),
+                stats: stats.clone(),
+                seen: CollectorCounters::default(),
+            })
+            .collect();
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        *tracked = Tracked {
+            pipeline: Some((pipeline.clone(), PipelineCounters::default())),
+            collectors,
+        };
+    }
+
+    /// Copies what the export pipeline counted since the last call into the registry.
+    pub fn sync(&self) {
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((stats, seen)) = &mut tracked.pipeline {
+            let now = stats.snapshot();
+            self.flows_dispatched.inc_by(now.flows_dispatched.saturating_sub(seen.flows_dispatched));
+            self.source_shortfall_flows
+                .inc_by(now.shortfall_flows.saturating_sub(seen.shortfall_flows));
+            *seen = now;
+        }
+        for c in &mut tracked.collectors {
+            let now = c.stats.snapshot();
+            let delta = |now: u64, then: u64| now.saturating_sub(then);
+            c.handles.flows_sent.inc_by(delta(now.records_sent, c.seen.records_sent));
+            c.handles.messages_sent.inc_by(delta(now.messages_sent, c.seen.messages_sent));
+            c.handles.bytes_sent.inc_by(delta(now.bytes_sent, c.seen.bytes_sent));
+            c.handles.send_errors.inc_by(delta(now.send_errors, c.seen.send_errors));
+            c.handles.flows_dropped.inc_by(delta(now.records_dropped, c.seen.records_dropped));
+            c.handles.reconnects.inc_by(delta(now.reconnects, c.seen.reconnects));
+            c.seen = now;
+        }
     }
 
     /// Counts one reload.
@@ -187,8 +234,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Flows released by the pacer so far (after [`Metrics::sync`]).
+    pub fn flows_dispatched(&self) -> u64 {
+        self.flows_dispatched.get()
+    }
+
     /// The registry as OpenMetrics text (what `GET /metrics` serves).
     pub fn encode(&self) -> String {
+        self.sync();
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -196,23 +249,34 @@ impl Metrics {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let known = self.collectors.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync();
+        let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         Snapshot {
             at: Instant::now(),
             generated: self.flows_generated.get(),
-            lagging: self.source_lagging.get(),
-            collectors: known
+            shortfall: self.source_shortfall_flows.get(),
+            collectors: tracked
+                .collectors
                 .iter()
-                .map(|(name, m)| {
-                    let totals = [
-                        m.flows_sent.get(),
-                        m.flows_dropped.get(),
-                        m.send_errors.get(),
-                    ];
-                    (name.clone(), totals)
+                .map(|c| {
+                    let m = &c.handles;
+                    let totals = [m.flows_sent.get(), m.flows_dropped.get(), m.send_errors.get()];
+                    (c.stats.name.clone(), totals)
                 })
                 .collect(),
         }
+    }
+}
+
+fn label_of(stats: &CollectorStats) -> CollectorLabel {
+    let protocol = match stats.protocol {
+        ExportProtocol::Ipfix => "ipfix",
+        ExportProtocol::Netflow9 => "netflow9",
+    };
+    CollectorLabel {
+        collector: stats.name.clone(),
+        protocol: protocol.into(),
+        transport: stats.transport.to_string(),
     }
 }
 
@@ -220,7 +284,7 @@ impl Metrics {
 struct Snapshot {
     at: Instant,
     generated: u64,
-    lagging: u64,
+    shortfall: u64,
     /// Name, then flows sent, flows dropped and send errors.
     collectors: Vec<(String, [u64; 3])>,
 }
@@ -244,9 +308,9 @@ impl Reporter {
         let elapsed_s = now.at.duration_since(self.last.at).as_secs_f64().max(1e-3);
         let per_s = |now: u64, then: u64| now.saturating_sub(then) as f64 / elapsed_s;
         let mut line = format!(
-            "generated {:.0} flows/s, source lagging {}",
+            "generated {:.0} flows/s, source short by {} flows",
             per_s(now.generated, self.last.generated),
-            now.lagging.saturating_sub(self.last.lagging),
+            now.shortfall.saturating_sub(self.last.shortfall),
         );
         for (name, [sent, dropped, errors]) in &now.collectors {
             let [sent0, dropped0, errors0] = self
@@ -364,41 +428,66 @@ fn http_response(status: &str, content_type: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Transport;
+
+    fn label(name: &str) -> CollectorLabel {
+        CollectorLabel {
+            collector: name.into(),
+            protocol: "ipfix".into(),
+            transport: "udp".into(),
+        }
+    }
 
     #[test]
-    fn counters_are_exposed_with_total_suffix_and_collector_label() {
+    fn counters_are_exposed_with_total_suffix_and_collector_labels() {
         let metrics = Metrics::new();
         metrics.flows_generated.inc_by(7);
-        metrics.collector("127.0.0.1:4739/ipfix/udp/1").flows_sent.inc_by(5);
+        metrics.collector(&label("127.0.0.1:4739")).flows_sent.inc_by(5);
         metrics.count_reload(false);
         let text = metrics.encode();
         assert!(text.contains("flowgen_flows_generated_total 7"), "{text}");
-        assert!(
-            text.contains("flowgen_flows_sent_total{collector=\"127.0.0.1:4739/ipfix/udp/1\"} 5"),
-            "{text}"
-        );
+        let sent = "flowgen_flows_sent_total{collector=\"127.0.0.1:4739\",protocol=\"ipfix\",transport=\"udp\"} 5";
+        assert!(text.contains(sent), "{text}");
         assert!(text.contains("flowgen_reloads_total{result=\"failed\"} 1"), "{text}");
     }
 
     #[test]
     fn the_same_collector_shares_its_counters() {
         let metrics = Metrics::new();
-        metrics.collector("a").send_errors.inc();
-        metrics.collector("a").send_errors.inc();
-        assert_eq!(metrics.collector("a").send_errors.get(), 2);
+        metrics.collector(&label("a")).send_errors.inc();
+        metrics.collector(&label("a")).send_errors.inc();
+        assert_eq!(metrics.collector(&label("a")).send_errors.get(), 2);
+    }
+
+    #[test]
+    fn tracked_stats_keep_counting_across_a_pipeline_swap() {
+        let metrics = Metrics::new();
+        let stats = || {
+            Arc::new(CollectorStats::new(
+                "127.0.0.1:9".into(),
+                "127.0.0.1:9".parse().unwrap(),
+                ExportProtocol::Ipfix,
+                Transport::Udp,
+            ))
+        };
+        let first = stats();
+        metrics.track(&Arc::new(PipelineStats::default()), &[first.clone()]);
+        metrics.sync();
+        // A new pipeline starts its atomics at zero; the registry's total must not drop.
+        metrics.track(&Arc::new(PipelineStats::default()), &[stats()]);
+        metrics.sync();
+        let text = metrics.encode();
+        assert!(text.contains("flowgen_flows_sent_total{collector=\"127.0.0.1:9\""), "{text}");
     }
 
     #[test]
     fn the_report_line_shows_rates_and_errors_per_collector() {
         let metrics = Arc::new(Metrics::new());
-        let collector = metrics.collector("c1");
         let mut reporter = Reporter::new(metrics.clone());
-        collector.send_errors.inc_by(3);
-        collector.flows_dropped.inc_by(40);
+        metrics.flows_generated.inc_by(10);
         let line = reporter.line();
-        assert!(line.contains("c1: sent 0 flows/s, dropped 40, send errors 3"), "{line}");
-        let line = reporter.line();
-        assert!(line.contains("dropped 0, send errors 0"), "{line}");
+        assert!(line.starts_with("generated "), "{line}");
+        assert!(line.contains("source short by 0 flows"), "{line}");
     }
 
     #[test]
