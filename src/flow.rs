@@ -239,7 +239,8 @@ pub struct Flow {
 impl Flow {
     /// Last packet, milliseconds since the Unix epoch.
     pub fn end_ms(&self) -> i64 {
-        self.start_ms.saturating_add(self.duration_ms.min(i64::MAX as u64) as i64)
+        self.start_ms
+            .saturating_add(self.duration_ms.min(i64::MAX as u64) as i64)
     }
 
     /// ICMP type and code, for ICMP flows.
@@ -266,7 +267,10 @@ mod tests {
             Some(Address::V4(Ipv4Addr::new(192, 168, 1, 5)))
         );
         assert!(matches!(Address::parse("::1"), Some(Address::V6(_))));
-        assert_eq!(Address::parse(" 11529_47 ").unwrap().to_string(), "11529_47");
+        assert_eq!(
+            Address::parse(" 11529_47 ").unwrap().to_string(),
+            "11529_47"
+        );
         assert!(Address::parse("EXT_SERVER").unwrap().is_token());
         assert_eq!(Address::parse(""), None);
         assert_eq!(Address::parse("a b"), None);

@@ -1,16 +1,432 @@
 //! The on-disk model bundle: a folder with `manifest.json` and the files its kind needs.
+//!
+//! The manifest is the same for every kind of model: what kind it is, which
+//! schema it follows, what it was trained on (file names, rows, sha256),
+//! with which seed and hyper-parameters, how long training took, and
+//! optionally the feature layout and the evaluation figures on the held-out
+//! rows. The kind's own files (`baseline.json`, the generator's ONNX graph,
+//! the vocabularies) are listed in `files` and sit next to it.
+//!
+//! A reader checks `schema_version` and `kind` before anything else, so a
+//! bundle from a newer flowgen fails with a message saying so rather than
+//! with a missing-field error.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest's file name inside a bundle folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The manifest schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// What went wrong loading or writing a model bundle; names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A bundle file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}", path = path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying failure.
         source: std::io::Error,
     },
+    /// The folder has no manifest: it is not a model bundle.
+    #[error("{path}: not found; not a model bundle (flowgen-train writes one)", path = path.display())]
+    MissingManifest {
+        /// Where the manifest should be.
+        path: PathBuf,
+    },
+    /// The manifest is not valid JSON or lacks what its schema requires.
+    #[error("{path}: corrupt manifest: {message}", path = path.display())]
+    CorruptManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The manifest follows a schema this build does not know.
+    #[error(
+        "{path}: schema_version {found} is not supported (this flowgen reads version {supported})",
+        path = path.display()
+    )]
+    UnsupportedSchema {
+        /// The manifest.
+        path: PathBuf,
+        /// The version it declares.
+        found: u64,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The manifest names a model kind this build does not know.
+    #[error("{path}: unknown model kind {kind:?} (expected \"baseline\" or \"ewgan\")", path = path.display())]
+    UnknownKind {
+        /// The manifest.
+        path: PathBuf,
+        /// The kind it declares.
+        kind: String,
+    },
+    /// A model file of the bundle is not what its kind expects.
+    #[error("{path}: corrupt model file: {message}", path = path.display())]
+    CorruptFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The bundle is of a kind this build cannot load.
+    #[error("{path}: {kind} bundles are loaded by model::ewgan, which this build does not have yet", path = path.display())]
+    KindNotLoadable {
+        /// The bundle folder.
+        path: PathBuf,
+        /// Its kind.
+        kind: ModelKind,
+    },
+}
+
+/// The kinds of model a bundle can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Every attribute drawn independently from its empirical distribution.
+    Baseline,
+    /// IP2Vec embeddings with a WGAN-GP generator exported as ONNX.
+    Ewgan,
+}
+
+impl ModelKind {
+    /// The name used in manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Baseline => "baseline",
+            ModelKind::Ewgan => "ewgan",
+        }
+    }
+
+    /// Parses a name as written in manifests.
+    pub fn parse(name: &str) -> Option<ModelKind> {
+        match name {
+            "baseline" => Some(ModelKind::Baseline),
+            "ewgan" => Some(ModelKind::Ewgan),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The contents of `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// What kind of model the bundle holds.
+    pub kind: ModelKind,
+    /// The manifest schema, [`SCHEMA_VERSION`] when written by this build.
+    pub schema_version: u32,
+    /// The flowgen version that trained the model.
+    pub flowgen_version: String,
+    /// When training finished, RFC 3339 in UTC.
+    pub created_utc: String,
+    /// The seed of every random choice in training (holdout split included).
+    pub seed: u64,
+    /// The flow files the model was trained on and how they were split.
+    pub training_data: TrainingData,
+    /// The kind's hyper-parameters, free-form.
+    pub hyperparameters: serde_json::Map<String, serde_json::Value>,
+    /// Wall-clock training time, seconds.
+    pub training_time_s: f64,
+    /// The model files of the bundle (relative to its folder) that its kind loads.
+    pub files: Vec<String>,
+    /// How flows map to model vectors (kinds that have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_layout: Option<serde_json::Value>,
+    /// Evaluation figures of the model against the held-out rows, as `flowgen eval --json` writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<serde_json::Value>,
+}
+
+/// The flow files a model was trained on and the held-out split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// Each input file, in the order given.
+    pub files: Vec<DataFile>,
+    /// Flows the model learned from.
+    pub training_rows: u64,
+    /// Flows held out for evaluation.
+    pub held_out_rows: u64,
+    /// The share of flows requested for holding out.
+    pub holdout_fraction: f64,
+    /// The held-out flows as CIDDS-001 CSV inside the bundle, when any were held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_file: Option<String>,
+}
+
+/// One input flow file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// The file's name, without its folder.
+    pub name: String,
+    /// Flows read from it.
+    pub rows: u64,
+    /// Bad rows skipped in it (with `--skip-bad-rows`).
+    pub skipped_rows: u64,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// A model bundle folder and its manifest.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Bundle {
+    /// Opens the bundle in `dir`, reading and checking its manifest.
+    pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest: Bundle::read_manifest(dir)?,
+        })
+    }
+
+    /// Reads `dir/manifest.json`, checking schema version and kind first.
+    pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => BundleError::MissingManifest { path: path.clone() },
+            _ => BundleError::Io {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let corrupt = |message: String| BundleError::CorruptManifest {
+            path: path.clone(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+
+        let found = value
+            .get("schema_version")
+            .ok_or_else(|| corrupt("no schema_version".into()))?
+            .as_u64()
+            .ok_or_else(|| corrupt("schema_version is not a non-negative integer".into()))?;
+        if found != u64::from(SCHEMA_VERSION) {
+            return Err(BundleError::UnsupportedSchema {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let kind = value
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| corrupt("no kind string".into()))?;
+        if ModelKind::parse(kind).is_none() {
+            return Err(BundleError::UnknownKind {
+                path,
+                kind: kind.to_owned(),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Writes `manifest` as `dir/manifest.json`, creating `dir` if needed.
+    ///
+    /// The manifest is written last by trainers and replaced atomically, so a
+    /// folder with a manifest always holds a complete bundle.
+    pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BundleError> {
+        write_json(&dir.join(MANIFEST_FILE), manifest)
+    }
+
+    /// The bundle folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The checked manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The path of a file inside the bundle.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
+    let io = |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = File::create(&temporary).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.write_all(b"\n").map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
+}
+
+/// Reads a JSON model file of a bundle; a parse failure is a [`BundleError::CorruptFile`].
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, BundleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| BundleError::CorruptFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// SHA-256 of a file's bytes as lowercase hex, read in chunks.
+pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
+    let io = |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            kind: ModelKind::Baseline,
+            schema_version: SCHEMA_VERSION,
+            flowgen_version: "0.1.0".into(),
+            created_utc: "2026-01-01T00:00:00Z".into(),
+            seed: 7,
+            training_data: TrainingData {
+                files: vec![DataFile {
+                    name: "week3.csv".into(),
+                    rows: 10,
+                    skipped_rows: 1,
+                    sha256: "00".repeat(32),
+                }],
+                training_rows: 8,
+                held_out_rows: 2,
+                holdout_fraction: 0.2,
+                held_out_file: Some("holdout.csv".into()),
+            },
+            hyperparameters: serde_json::Map::new(),
+            training_time_s: 0.5,
+            files: vec!["baseline.json".into()],
+            feature_layout: None,
+            eval: Some(serde_json::json!({"jsd": {"mean": 0.15}})),
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip_through_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        Bundle::write_manifest(dir.path(), &manifest()).unwrap();
+        assert_eq!(Bundle::read_manifest(dir.path()).unwrap(), manifest());
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(text.contains("\"kind\": \"baseline\""), "{text}");
+        assert!(
+            !text.contains("feature_layout"),
+            "absent options are left out"
+        );
+    }
+
+    fn rejects(edit: impl FnOnce(&mut serde_json::Value)) -> BundleError {
+        let dir = tempfile::tempdir().unwrap();
+        let mut value = serde_json::to_value(manifest()).unwrap();
+        edit(&mut value);
+        std::fs::write(dir.path().join(MANIFEST_FILE), value.to_string()).unwrap();
+        Bundle::read_manifest(dir.path()).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_kinds_and_schemas_are_named() {
+        let err = rejects(|v| v["kind"] = "vae".into());
+        assert!(matches!(err, BundleError::UnknownKind { ref kind, .. } if kind == "vae"));
+        assert!(
+            err.to_string()
+                .contains("manifest.json: unknown model kind \"vae\""),
+            "{err}"
+        );
+
+        // A newer schema is reported as such even when its other fields differ.
+        let err = rejects(|v| {
+            v["schema_version"] = 2.into();
+            v["kind"] = "vae".into();
+        });
+        assert!(
+            matches!(err, BundleError::UnsupportedSchema { found: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_and_corrupt_manifests_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Bundle::read_manifest(dir.path()).unwrap_err();
+        assert!(matches!(err, BundleError::MissingManifest { .. }));
+        assert!(
+            err.to_string().contains("manifest.json: not found"),
+            "{err}"
+        );
+
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
+        assert!(matches!(
+            Bundle::read_manifest(dir.path()),
+            Err(BundleError::CorruptManifest { .. })
+        ));
+
+        let err = rejects(|v| {
+            v.as_object_mut()
+                .unwrap()
+                .remove("training_data")
+                .map(drop)
+                .unwrap()
+        });
+        assert!(
+            err.to_string().contains("missing field `training_data`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sha256_matches_a_known_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, "abc").unwrap();
+        // FIPS 180-2, appendix B.1.
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }
