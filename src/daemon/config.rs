@@ -36,6 +36,17 @@ pub enum Device {
     Auto,
 }
 
+impl Device {
+    /// The name the model loader takes (`cpu`, `cuda`, `auto`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        }
+    }
+}
+
 /// How the send rate varies over the day.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -428,6 +439,7 @@ where
 /// Deserializes `tree`, collecting every failing key: each failure is recorded
 /// and its key removed (so the default applies), then deserialization is retried.
 fn deserialize_all(mut tree: serde_json::Value) -> (Settings, Vec<Issue>) {
+    fill_required_collector_keys(&mut tree);
     let mut issues = Vec::new();
     // Every retry removes one key, so the loop ends; the bound guards against a
     // key that cannot be removed.
@@ -447,6 +459,21 @@ fn deserialize_all(mut tree: serde_json::Value) -> (Settings, Vec<Issue>) {
         }
     }
     (Settings::default(), issues)
+}
+
+/// Gives every `[[collector]]` without an `address` an empty one, so that one
+/// missing key does not hide the table's other errors; validation reports it.
+fn fill_required_collector_keys(tree: &mut serde_json::Value) {
+    let Some(serde_json::Value::Array(collectors)) = tree.get_mut("collector") else {
+        return;
+    };
+    for collector in collectors {
+        if let serde_json::Value::Object(table) = collector {
+            table
+                .entry("address")
+                .or_insert_with(|| serde_json::Value::String(String::new()));
+        }
+    }
 }
 
 /// Removes the value at `path` from `tree`; an array element takes its whole array with it.
@@ -600,6 +627,11 @@ fn validate_rate(rate: &RateSettings, fail: &mut impl FnMut(&str, String)) {
         fail(
             "rate.flows_per_s",
             format!("{} is not a finite number >= 0", rate.flows_per_s),
+        );
+    } else if rate.flows_per_s > 0.0 && rate.flows_per_s < 1.0 {
+        fail(
+            "rate.flows_per_s",
+            format!("{} is below 1; rates are whole flows per second (0 = unlimited)", rate.flows_per_s),
         );
     } else if rate.flows_per_s > 1e9 {
         fail(

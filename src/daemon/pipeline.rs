@@ -8,12 +8,13 @@
 //! This is the programmatic entry point (the service and the benchmark use it):
 //! [`load_model`], then [`Pipeline::start`], then [`Pipeline::stop`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use crate::model::bundle::BundleError;
+use crate::model::baseline::{BaselineFile, BASELINE_FILE};
+use crate::model::bundle::{read_json, Bundle, BundleError, ModelKind};
 use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
@@ -63,15 +64,14 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
         path: path.clone(),
         error,
     };
-    let threads = settings.pipeline.generator_threads;
-    let mut generators = Vec::with_capacity(threads);
-    let mut hourly = None;
-    for thread in 0..threads {
-        let options = load_options(settings, thread);
-        let loaded = crate::model::load(&path, options).map_err(model_error)?;
-        hourly = loaded.hourly_weights();
-        generators.push(loaded);
-    }
+    // Without a configured seed every load draws one, so a reload or a restart
+    // does not replay the same flows.
+    let seed = settings.model.seed.unwrap_or_else(rand::random);
+    let generators = (0..settings.pipeline.generator_threads)
+        .map(|thread| crate::model::load(&path, &load_options(settings, seed, thread)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(model_error)?;
+    let hourly = time_of_day_profile(&path).map_err(model_error)?;
     Ok(LoadedModel {
         generators,
         hourly,
@@ -80,15 +80,33 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
 }
 
 /// The loader options for generator thread `thread`: each thread gets its own seed.
-fn load_options(settings: &Settings, thread: usize) -> crate::model::LoadOptions {
+fn load_options(settings: &Settings, seed: u64, thread: usize) -> crate::model::LoadOptions {
     let model = &settings.model;
     crate::model::LoadOptions {
-        device: model.device,
-        batch: model.batch,
+        seed: seed.wrapping_add(thread as u64),
+        onnxruntime_path: (!model.onnxruntime.as_os_str().is_empty())
+            .then(|| model.onnxruntime.clone()),
+        device: model.device.name().to_owned(),
         intra_op_threads: model.intra_op_threads,
-        onnxruntime: (!model.onnxruntime.as_os_str().is_empty()).then(|| model.onnxruntime.clone()),
-        seed: model.seed.map(|seed| seed.wrapping_add(thread as u64)),
+        batch: model.batch,
     }
+}
+
+/// The bundle's flows per hour of the day, for the diurnal profile.
+///
+/// Baseline bundles keep the start-time distribution in `baseline.json`; other
+/// kinds carry no time-of-day profile yet, so `profile = "diurnal"` is refused for them.
+pub fn time_of_day_profile(dir: &Path) -> Result<Option<HourlyWeights>, BundleError> {
+    let manifest = Bundle::read_manifest(dir)?;
+    if manifest.kind != ModelKind::Baseline {
+        return Ok(None);
+    }
+    let file: BaselineFile = read_json(&dir.join(BASELINE_FILE))?;
+    let mut hourly = [0.0; 24];
+    for &(second, count) in &file.tables.start_second_of_day {
+        hourly[(second / 3600) as usize % 24] += count as f64;
+    }
+    Ok(Some(hourly))
 }
 
 /// The collectors and encoder settings a running export pipeline was opened with.
