@@ -84,7 +84,11 @@ fn environment_overrides_are_validated_too() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("rate.flows_per_s:"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rate.flows_per_s:"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -95,7 +99,10 @@ fn a_missing_model_directory_is_reported() {
     let output = check_config(&path);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains("model.path:") && err.contains("absent"), "{err}");
+    assert!(
+        err.contains("model.path:") && err.contains("absent"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -108,5 +115,8 @@ fn a_missing_file_and_bad_toml_are_errors_naming_the_file() {
     let output = check_config(&path);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains("flowgen.toml") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("flowgen.toml") && err.contains("line 1"),
+        "{err}"
+    );
 }

@@ -26,7 +26,9 @@ fn config_text(model: &Path, port: u16, metrics_port: Option<u16>, rate: u32) ->
 /// A UDP socket on 127.0.0.1 the daemon sends to.
 fn collector_socket() -> (UdpSocket, u16) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let port = socket.local_addr().unwrap().port();
     (socket, port)
 }
@@ -78,7 +80,11 @@ fn sigterm_stops_within_seconds_with_exit_code_zero() {
     );
     let mut templates = HashMap::new();
     let messages = receive(&socket, Duration::from_secs(2), &mut templates);
-    assert!(!messages.is_empty(), "nothing arrived; log:\n{}", daemon.log_text());
+    assert!(
+        !messages.is_empty(),
+        "nothing arrived; log:\n{}",
+        daemon.log_text()
+    );
 
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait_for_exit(Duration::from_secs(5));
@@ -102,7 +108,11 @@ fn sighup_reloads_and_keeps_sequence_numbers() {
     );
     let mut templates = HashMap::new();
     let before = receive(&socket, Duration::from_millis(1500), &mut templates);
-    assert!(!before.is_empty(), "nothing arrived; log:\n{}", daemon.log_text());
+    assert!(
+        !before.is_empty(),
+        "nothing arrived; log:\n{}",
+        daemon.log_text()
+    );
 
     // A new rate, so the reload is visible; same collector, so its stream must carry on.
     std::fs::write(&path, config_text(&bundle, port, Some(metrics_port), 2000)).unwrap();
@@ -119,9 +129,17 @@ fn sighup_reloads_and_keeps_sequence_numbers() {
     assert!(all.iter().all(|m| m.domain == 7));
     let records = |ms: &[IpfixMessage]| ms.iter().map(|m| m.data_records).sum::<u32>();
     // 500 flows/s before, 2000 after: the new rate is in force.
-    assert!(records(&after) > 2 * records(&before), "{} then {}", records(&before), records(&after));
+    assert!(
+        records(&after) > 2 * records(&before),
+        "{} then {}",
+        records(&before),
+        records(&after)
+    );
     let metrics = http_get(metrics_port, "/metrics");
-    assert!(metrics.contains("flowgen_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("flowgen_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -147,12 +165,18 @@ fn a_broken_config_on_sighup_keeps_the_old_one_running() {
         daemon.log_text()
     );
     let log = daemon.log_text();
-    assert!(log.contains("ERROR") && log.contains("rate.flows_per_s"), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("rate.flows_per_s"),
+        "{log}"
+    );
     let after = receive(&socket, Duration::from_secs(1), &mut templates);
     assert!(!after.is_empty(), "stopped sending after a failed reload");
     assert_sequence_continuous(&after);
     let metrics = http_get(metrics_port, "/metrics");
-    assert!(metrics.contains("flowgen_reloads_total{result=\"failed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("flowgen_reloads_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -184,13 +208,26 @@ fn the_metrics_endpoint_serves_total_counters() {
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert!(value("flowgen_flows_generated_total") > 0);
-    let sent = value(&format!("flowgen_flows_sent_total{{collector=\"127.0.0.1:{port}\""));
-    assert!(sent >= u64::from(received), "sent {sent} < received {received}");
-    for name in ["flowgen_messages_sent_total", "flowgen_send_errors_total", "flowgen_flows_dropped_total"] {
+    let sent = value(&format!(
+        "flowgen_flows_sent_total{{collector=\"127.0.0.1:{port}\""
+    ));
+    assert!(
+        sent >= u64::from(received),
+        "sent {sent} < received {received}"
+    );
+    for name in [
+        "flowgen_messages_sent_total",
+        "flowgen_send_errors_total",
+        "flowgen_flows_dropped_total",
+    ] {
         assert!(response.contains(name), "{name} missing");
     }
     assert!(http_get(metrics_port, "/other").starts_with("HTTP/1.1 404"));
-    assert!(daemon.log_text().contains("flows/s"), "no periodic line:\n{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("flows/s"),
+        "no periodic line:\n{}",
+        daemon.log_text()
+    );
 }
 
 #[test]
@@ -200,7 +237,9 @@ fn systemd_hears_ready_watchdog_and_stopping() {
     let (_socket, port) = collector_socket();
     let notify_path = bundle_dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let (_dir, path) = daemon_common::write_config(&config_text(&bundle, port, None, 1000));
     let mut daemon = Daemon::start(
         &["--config", path.to_str().unwrap()],
@@ -231,7 +270,12 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         }
     }
     assert!(heard.contains("STOPPING=1"), "{heard}");
-    assert_eq!(daemon.wait_for_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        daemon
+            .wait_for_exit(Duration::from_secs(5))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
 }
 
 #[test]
@@ -242,8 +286,14 @@ fn a_corrupt_model_is_a_clear_error_and_a_non_zero_exit() {
     std::fs::write(model.join("manifest.json"), "{ not json").unwrap();
     let (_socket, port) = collector_socket();
     let (_cdir, path) = daemon_common::write_config(&config_text(&model, port, None, 1000));
-    let mut daemon = Daemon::start(&["--config", path.to_str().unwrap()], &[], dir.path().join("log"));
-    let status = daemon.wait_for_exit(Duration::from_secs(10)).expect("exits");
+    let mut daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        dir.path().join("log"),
+    );
+    let status = daemon
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("exits");
     let log = daemon.log_text();
     assert_ne!(status.code(), Some(0), "{log}");
     assert!(log.contains("manifest.json"), "{log}");
@@ -256,8 +306,14 @@ fn a_model_directory_without_its_files_is_a_clear_error() {
     std::fs::remove_file(bundle.join("baseline.json")).unwrap();
     let (_socket, port) = collector_socket();
     let (dir, path) = daemon_common::write_config(&config_text(&bundle, port, None, 1000));
-    let mut daemon = Daemon::start(&["--config", path.to_str().unwrap()], &[], dir.path().join("log"));
-    let status = daemon.wait_for_exit(Duration::from_secs(10)).expect("exits");
+    let mut daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        dir.path().join("log"),
+    );
+    let status = daemon
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("exits");
     let log = daemon.log_text();
     assert_ne!(status.code(), Some(0), "{log}");
     assert!(log.contains("baseline.json"), "{log}");
@@ -269,11 +325,22 @@ fn flags_override_the_config() {
     let (bundle_dir, bundle) = baseline_bundle();
     let (socket, port) = collector_socket();
     // The file points at a port nobody listens on; --collector must win.
-    let (_dir, path) =
-        daemon_common::write_config(&config_text(&bundle, daemon_common::free_udp_port(), None, 10));
+    let (_dir, path) = daemon_common::write_config(&config_text(
+        &bundle,
+        daemon_common::free_udp_port(),
+        None,
+        10,
+    ));
     let collector = format!("127.0.0.1:{port}");
     let _daemon = Daemon::start(
-        &["--config", path.to_str().unwrap(), "--collector", &collector, "--rate", "3000"],
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--collector",
+            &collector,
+            "--rate",
+            "3000",
+        ],
         &[],
         bundle_dir.path().join("log"),
     );
@@ -284,5 +351,8 @@ fn flags_override_the_config() {
         .map(|m| m.data_records)
         .sum();
     // 3000 flows/s, not the file's 10.
-    assert!((2500..=3500).contains(&records), "{records} flows in one second");
+    assert!(
+        (2500..=3500).contains(&records),
+        "{records} flows in one second"
+    );
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::export::ExportProtocol;
+use crate::net::{CollectorConfig, ExportConfig, Transport};
 
 use super::address::AddressSettings;
 
@@ -59,17 +60,6 @@ pub enum RateProfile {
     Diurnal,
 }
 
-/// How flows reach a collector.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// One datagram per export message.
-    #[default]
-    Udp,
-    /// One TCP connection carrying a stream of messages (IPFIX only, RFC 7011 section 10.4).
-    Tcp,
-}
-
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,9 +69,12 @@ pub struct Settings {
     /// `[rate]`: how many flows go out per second.
     pub rate: RateSettings,
     /// `[[collector]]`: where the flows go; every collector receives every flow.
-    pub collector: Vec<CollectorSettings>,
-    /// `[export]`: encoder settings shared by all collectors.
-    pub export: ExportSettings,
+    /// Keys: `address` (`HOST:PORT`, required), `protocol` (`ipfix` or
+    /// `netflow9`, default `ipfix`), `transport` (`udp` or `tcp`, default
+    /// `udp`), `observation_domain` (default 1); see [`CollectorConfig`].
+    pub collector: Vec<CollectorConfig>,
+    /// `[export]`: encoder and sender settings shared by all collectors; see [`ExportConfig`].
+    pub export: ExportConfig,
     /// `[addresses]`: remapping of generated addresses before export.
     pub addresses: AddressSettings,
     /// `[metrics]`: the Prometheus endpoint and the periodic log line.
@@ -152,61 +145,6 @@ impl Default for RateSettings {
             flows_per_s: 1000.0,
             profile: RateProfile::Flat,
             burst: 0,
-        }
-    }
-}
-
-/// `[[collector]]`: one destination.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CollectorSettings {
-    /// `HOST:PORT` of the collector (`[v6addr]:PORT` for IPv6); a host name is
-    /// resolved at start and at every reload. Required.
-    pub address: String,
-    /// `ipfix` (RFC 7011) or `netflow9` (RFC 3954). Default `ipfix`.
-    pub protocol: ExportProtocol,
-    /// `udp` or `tcp` (IPFIX only). Default `udp`.
-    pub transport: Transport,
-    /// IPFIX observation domain id, or NetFlow v9 source id. Default 1.
-    pub observation_domain: u32,
-}
-
-impl Default for CollectorSettings {
-    fn default() -> Self {
-        CollectorSettings {
-            address: String::new(),
-            protocol: ExportProtocol::Ipfix,
-            transport: Transport::Udp,
-            observation_domain: 1,
-        }
-    }
-}
-
-/// `[export]`: encoder settings shared by all collectors.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExportSettings {
-    /// Templates are resent after this many seconds; 0 disables the timer.
-    /// Default 10.
-    pub template_refresh_s: u64,
-    /// Templates are resent after this many messages; 0 disables the count.
-    /// Default 1000.
-    pub template_refresh_messages: u64,
-    /// Largest export message, octets, 256 to 65507. Default 1452 (a 1500-octet
-    /// MTU less IPv6 and UDP headers).
-    pub max_message_bytes: usize,
-    /// Least time between two TCP connection attempts to one collector,
-    /// seconds, at least 1. Default 5.
-    pub tcp_reconnect_s: u64,
-}
-
-impl Default for ExportSettings {
-    fn default() -> Self {
-        ExportSettings {
-            template_refresh_s: 10,
-            template_refresh_messages: 1000,
-            max_message_bytes: 1452,
-            tcp_reconnect_s: 5,
         }
     }
 }
@@ -285,7 +223,10 @@ impl fmt::Display for Issue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// No `--config` was given and none of the default places holds a file.
-    #[error("no configuration file given and none found at {}; pass --config FILE", list_paths(searched))]
+    #[error(
+        "no configuration file given and none found at {}; pass --config FILE",
+        list_paths(searched)
+    )]
     NotFound {
         /// The places looked at, in order.
         searched: Vec<PathBuf>,
@@ -365,7 +306,10 @@ impl Config {
     }
 
     /// Like [`Config::load`] with the process environment.
-    pub fn load_with_process_env(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    pub fn load_with_process_env(
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
         Config::load(path, std::env::vars(), overrides)
     }
 
@@ -517,10 +461,7 @@ fn apply_overrides(settings: &mut Settings, overrides: &Overrides) {
         settings.collector = overrides
             .collectors
             .iter()
-            .map(|address| CollectorSettings {
-                address: address.clone(),
-                ..CollectorSettings::default()
-            })
+            .map(|address| CollectorConfig::udp(address.clone(), ExportProtocol::Ipfix))
             .collect();
     }
     if let Some(protocol) = overrides.protocol {
@@ -590,7 +531,10 @@ pub fn validate(settings: &Settings) -> Vec<Issue> {
 
 fn validate_model(model: &ModelSettings, fail: &mut impl FnMut(&str, String)) {
     if model.path.as_os_str().is_empty() {
-        fail("model.path", "is empty; give the model bundle's directory".into());
+        fail(
+            "model.path",
+            "is empty; give the model bundle's directory".into(),
+        );
     } else if !model.path.is_dir() {
         fail(
             "model.path",
@@ -631,7 +575,10 @@ fn validate_rate(rate: &RateSettings, fail: &mut impl FnMut(&str, String)) {
     } else if rate.flows_per_s > 0.0 && rate.flows_per_s < 1.0 {
         fail(
             "rate.flows_per_s",
-            format!("{} is below 1; rates are whole flows per second (0 = unlimited)", rate.flows_per_s),
+            format!(
+                "{} is below 1; rates are whole flows per second (0 = unlimited)",
+                rate.flows_per_s
+            ),
         );
     } else if rate.flows_per_s > 1e9 {
         fail(
@@ -641,7 +588,7 @@ fn validate_rate(rate: &RateSettings, fail: &mut impl FnMut(&str, String)) {
     }
 }
 
-fn validate_collectors(collectors: &[CollectorSettings], fail: &mut impl FnMut(&str, String)) {
+fn validate_collectors(collectors: &[CollectorConfig], fail: &mut impl FnMut(&str, String)) {
     if collectors.is_empty() {
         fail(
             "collector",
@@ -703,28 +650,32 @@ pub fn check_host_port(address: &str) -> Result<(), String> {
 
 fn validate_export(settings: &Settings, fail: &mut impl FnMut(&str, String)) {
     let export = &settings.export;
-    if !(256..=65507).contains(&export.max_message_bytes) {
-        fail(
-            "export.max_message_bytes",
-            format!("{} is outside 256..=65507", export.max_message_bytes),
-        );
-    }
-    let any_udp = settings
+    // The encoder's own bounds (256 to 65535) allow more than one UDP datagram carries.
+    let udp = settings
         .collector
         .iter()
         .any(|c| c.transport == Transport::Udp);
-    if any_udp && export.template_refresh_s == 0 && export.template_refresh_messages == 0 {
+    if udp && export.max_message_bytes > MAX_UDP_PAYLOAD_BYTES {
         fail(
-            "export.template_refresh_s",
-            "and template_refresh_messages are both 0: a udp collector that starts late \
-             would never learn the templates"
-                .into(),
+            "export.max_message_bytes",
+            format!(
+                "{} is more than a UDP datagram carries ({MAX_UDP_PAYLOAD_BYTES})",
+                export.max_message_bytes
+            ),
+        );
+    } else if let Err(crate::net::NetError::Config { key, message }) = export.validate() {
+        fail(&key, message);
+    }
+    if export.tcp_reconnect_interval_ms == 0 {
+        fail(
+            "export.tcp_reconnect_interval_ms",
+            "must be at least 1".into(),
         );
     }
-    if export.tcp_reconnect_s == 0 {
-        fail("export.tcp_reconnect_s", "must be at least 1".into());
-    }
 }
+
+/// The largest UDP payload over IPv4 (65535 less IP and UDP headers).
+const MAX_UDP_PAYLOAD_BYTES: usize = 65_507;
 
 fn validate_metrics(metrics: &MetricsSettings, fail: &mut impl FnMut(&str, String)) {
     let listen = metrics.listen.trim();
@@ -791,7 +742,10 @@ mod tests {
         assert_eq!(s.collector[0].protocol, ExportProtocol::Ipfix);
         assert_eq!(s.export.max_message_bytes, 1452);
         assert!(s.model.path.ends_with("model") && s.model.path.is_absolute());
-        assert_eq!(config.metrics_listen(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            config.metrics_listen(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
     }
 
     #[test]
@@ -819,8 +773,13 @@ mod tests {
     fn unknown_sections_and_collector_keys_are_errors() {
         let text = "[ratee]\nflows_per_s = 1\n[[collector]]\naddress = \"127.0.0.1:1\"\nport = 3\n";
         let found = issues(parse(text, &[]));
-        assert!(found.iter().any(|i| i.starts_with("ratee: unknown field")), "{found:#?}");
-        assert!(found.iter().any(|i| i.starts_with("collector[0].port: unknown field")));
+        assert!(
+            found.iter().any(|i| i.starts_with("ratee: unknown field")),
+            "{found:#?}"
+        );
+        assert!(found
+            .iter()
+            .any(|i| i.starts_with("collector[0].port: unknown field")));
     }
 
     #[test]
@@ -828,7 +787,9 @@ mod tests {
         let (_dir, path) = fixture();
         let text = "[model]\npath = \"../absent\"\n";
         let found = issues(Config::from_toml(text, &path, [], &Overrides::default()));
-        assert!(found.iter().any(|i| i.starts_with("model.path:") && i.contains("absent")));
+        assert!(found
+            .iter()
+            .any(|i| i.starts_with("model.path:") && i.contains("absent")));
         assert!(found.iter().any(|i| i.starts_with("collector:")));
     }
 
@@ -848,7 +809,12 @@ mod tests {
     #[test]
     fn a_mistyped_environment_key_is_an_error() {
         let found = issues(parse(ONE_COLLECTOR, &[("FLOWGEN_RATE__FLOWS", "5")]));
-        assert!(found.iter().any(|i| i.starts_with("rate.flows: unknown field")), "{found:#?}");
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("rate.flows: unknown field")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -862,10 +828,18 @@ mod tests {
         };
         let text = format!("[model]\npath = \"../model\"\n{ONE_COLLECTOR}");
         let config = Config::from_toml(&text, &path, [], &overrides).expect("valid");
-        let addresses: Vec<&str> =
-            config.settings.collector.iter().map(|c| c.address.as_str()).collect();
+        let addresses: Vec<&str> = config
+            .settings
+            .collector
+            .iter()
+            .map(|c| c.address.as_str())
+            .collect();
         assert_eq!(addresses, ["127.0.0.1:9995", "127.0.0.1:9996"]);
-        assert!(config.settings.collector.iter().all(|c| c.protocol == ExportProtocol::Netflow9));
+        assert!(config
+            .settings
+            .collector
+            .iter()
+            .all(|c| c.protocol == ExportProtocol::Netflow9));
         assert_eq!(config.settings.rate.flows_per_s, 0.0);
     }
 

@@ -126,7 +126,10 @@ impl Worker {
             for flow in &mut batch {
                 self.settings.addresses.apply(flow);
             }
-            self.settings.metrics.flows_generated.inc_by(batch.len() as u64);
+            self.settings
+                .metrics
+                .flows_generated
+                .inc_by(batch.len() as u64);
 
             crossbeam_channel::select! {
                 send(self.full_tx, batch) -> sent => if sent.is_err() { return },
@@ -144,7 +147,10 @@ impl Worker {
 
     fn fail(&self, error: BundleError) {
         self.settings.metrics.generator_errors.inc();
-        tracing::error!(thread = self.index, "generator failed, no more flows from this thread: {error}");
+        tracing::error!(
+            thread = self.index,
+            "generator failed, no more flows from this thread: {error}"
+        );
         let failure = GeneratorFailed {
             thread: self.index,
             error,
@@ -198,7 +204,9 @@ mod tests {
         }
     }
 
-    fn settings(metrics: Arc<Metrics>) -> (PoolSettings, tokio::sync::mpsc::Receiver<GeneratorFailed>) {
+    fn settings(
+        metrics: Arc<Metrics>,
+    ) -> (PoolSettings, tokio::sync::mpsc::Receiver<GeneratorFailed>) {
         let (failures, failed_rx) = tokio::sync::mpsc::channel(4);
         let settings = PoolSettings {
             batch: 16,
@@ -215,8 +223,14 @@ mod tests {
         let (settings, _failed) = settings(metrics.clone());
         let (full_tx, full_rx) = crossbeam_channel::bounded(3);
         let generators: Vec<Box<dyn FlowGenerator>> = vec![
-            Box::new(Counting { calls: 0, fail_at: None }),
-            Box::new(Counting { calls: 0, fail_at: None }),
+            Box::new(Counting {
+                calls: 0,
+                fail_at: None,
+            }),
+            Box::new(Counting {
+                calls: 0,
+                fail_at: None,
+            }),
         ];
         let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -233,9 +247,11 @@ mod tests {
     fn stop_returns_while_threads_are_blocked_on_a_full_queue() {
         let metrics = Arc::new(Metrics::new());
         let (settings, _failed) = settings(metrics);
-        let (full_tx, full_rx) = crossbeam_channel::bounded(1);
-        let generators: Vec<Box<dyn FlowGenerator>> =
-            vec![Box::new(Counting { calls: 0, fail_at: None })];
+        let (full_tx, _full_rx) = crossbeam_channel::bounded(1);
+        let generators: Vec<Box<dyn FlowGenerator>> = vec![Box::new(Counting {
+            calls: 0,
+            fail_at: None,
+        })];
         let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let started = std::time::Instant::now();
@@ -249,8 +265,10 @@ mod tests {
         let (settings, _failed) = settings(metrics);
         let (full_tx, full_rx) = crossbeam_channel::bounded(1);
         let (empty_tx, empty_rx) = crossbeam_channel::bounded(4);
-        let generators: Vec<Box<dyn FlowGenerator>> =
-            vec![Box::new(Counting { calls: 0, fail_at: None })];
+        let generators: Vec<Box<dyn FlowGenerator>> = vec![Box::new(Counting {
+            calls: 0,
+            fail_at: None,
+        })];
         let mut pool = GeneratorPool::start(generators, settings, full_tx, Some(empty_rx)).unwrap();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..50 {
@@ -269,12 +287,17 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (settings, mut failed) = settings(metrics.clone());
         let (full_tx, full_rx) = crossbeam_channel::bounded(8);
-        let generators: Vec<Box<dyn FlowGenerator>> =
-            vec![Box::new(Counting { calls: 0, fail_at: Some(3) })];
+        let generators: Vec<Box<dyn FlowGenerator>> = vec![Box::new(Counting {
+            calls: 0,
+            fail_at: Some(3),
+        })];
         let mut pool = GeneratorPool::start(generators, settings, full_tx, None).unwrap();
         let failure = failed.blocking_recv().expect("a failure report");
         assert_eq!(failure.thread, 0);
-        assert!(failure.to_string().contains("inference failed"), "{failure}");
+        assert!(
+            failure.to_string().contains("inference failed"),
+            "{failure}"
+        );
         assert_eq!(metrics.generator_errors.get(), 1);
         assert_eq!(full_rx.len(), 2);
         pool.stop();

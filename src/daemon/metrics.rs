@@ -133,9 +133,15 @@ impl Metrics {
     fn register_all(&self, r: &mut Registry) {
         let help = [
             ("flows_generated", "Flows produced by the generator threads"),
-            ("source_shortfall_flows", "Flows the pacer allowed but the generators had not delivered"),
+            (
+                "source_shortfall_flows",
+                "Flows the pacer allowed but the generators had not delivered",
+            ),
             ("generator_errors", "Generator calls that failed"),
-            ("flows_dispatched", "Flows released by the pacer to the collectors' queues"),
+            (
+                "flows_dispatched",
+                "Flows released by the pacer to the collectors' queues",
+            ),
         ];
         let counters = [
             &self.flows_generated,
@@ -146,7 +152,11 @@ impl Metrics {
         for ((name, text), counter) in help.into_iter().zip(counters) {
             r.register(name, text, counter.clone());
         }
-        r.register("reloads", "Configuration and model reloads", self.reloads.clone());
+        r.register(
+            "reloads",
+            "Configuration and model reloads",
+            self.reloads.clone(),
+        );
         r.register(
             "target_rate_flows_per_s",
             "Rate the pacer aims at now (0: unlimited)",
@@ -160,10 +170,26 @@ impl Metrics {
         let families = [
             ("flows_sent", "Flow records sent", &self.flows_sent),
             ("messages_sent", "Export messages sent", &self.messages_sent),
-            ("bytes_sent", "Octets of export messages sent", &self.bytes_sent),
-            ("send_errors", "Failed sends and connection attempts", &self.send_errors),
-            ("flows_dropped", "Flows that could not be sent", &self.flows_dropped),
-            ("reconnects", "TCP connections re-established", &self.reconnects),
+            (
+                "bytes_sent",
+                "Octets of export messages sent",
+                &self.bytes_sent,
+            ),
+            (
+                "send_errors",
+                "Failed sends and connection attempts",
+                &self.send_errors,
+            ),
+            (
+                "flows_dropped",
+                "Flows that could not be sent",
+                &self.flows_dropped,
+            ),
+            (
+                "reconnects",
+                "TCP connections re-established",
+                &self.reconnects,
+            ),
         ];
         for (name, text, family) in families {
             r.register(name, text, family.clone());
@@ -206,7 +232,8 @@ impl Metrics {
         let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((stats, seen)) = &mut tracked.pipeline {
             let now = stats.snapshot();
-            self.flows_dispatched.inc_by(now.flows_dispatched.saturating_sub(seen.flows_dispatched));
+            self.flows_dispatched
+                .inc_by(now.flows_dispatched.saturating_sub(seen.flows_dispatched));
             self.source_shortfall_flows
                 .inc_by(now.shortfall_flows.saturating_sub(seen.shortfall_flows));
             *seen = now;
@@ -214,12 +241,24 @@ impl Metrics {
         for c in &mut tracked.collectors {
             let now = c.stats.snapshot();
             let delta = |now: u64, then: u64| now.saturating_sub(then);
-            c.handles.flows_sent.inc_by(delta(now.records_sent, c.seen.records_sent));
-            c.handles.messages_sent.inc_by(delta(now.messages_sent, c.seen.messages_sent));
-            c.handles.bytes_sent.inc_by(delta(now.bytes_sent, c.seen.bytes_sent));
-            c.handles.send_errors.inc_by(delta(now.send_errors, c.seen.send_errors));
-            c.handles.flows_dropped.inc_by(delta(now.records_dropped, c.seen.records_dropped));
-            c.handles.reconnects.inc_by(delta(now.reconnects, c.seen.reconnects));
+            c.handles
+                .flows_sent
+                .inc_by(delta(now.records_sent, c.seen.records_sent));
+            c.handles
+                .messages_sent
+                .inc_by(delta(now.messages_sent, c.seen.messages_sent));
+            c.handles
+                .bytes_sent
+                .inc_by(delta(now.bytes_sent, c.seen.bytes_sent));
+            c.handles
+                .send_errors
+                .inc_by(delta(now.send_errors, c.seen.send_errors));
+            c.handles
+                .flows_dropped
+                .inc_by(delta(now.records_dropped, c.seen.records_dropped));
+            c.handles
+                .reconnects
+                .inc_by(delta(now.reconnects, c.seen.reconnects));
             c.seen = now;
         }
     }
@@ -260,7 +299,11 @@ impl Metrics {
                 .iter()
                 .map(|c| {
                     let m = &c.handles;
-                    let totals = [m.flows_sent.get(), m.flows_dropped.get(), m.send_errors.get()];
+                    let totals = [
+                        m.flows_sent.get(),
+                        m.flows_dropped.get(),
+                        m.send_errors.get(),
+                    ];
                     (c.stats.name.clone(), totals)
                 })
                 .collect(),
@@ -442,13 +485,19 @@ mod tests {
     fn counters_are_exposed_with_total_suffix_and_collector_labels() {
         let metrics = Metrics::new();
         metrics.flows_generated.inc_by(7);
-        metrics.collector(&label("127.0.0.1:4739")).flows_sent.inc_by(5);
+        metrics
+            .collector(&label("127.0.0.1:4739"))
+            .flows_sent
+            .inc_by(5);
         metrics.count_reload(false);
         let text = metrics.encode();
         assert!(text.contains("flowgen_flows_generated_total 7"), "{text}");
         let sent = "flowgen_flows_sent_total{collector=\"127.0.0.1:4739\",protocol=\"ipfix\",transport=\"udp\"} 5";
         assert!(text.contains(sent), "{text}");
-        assert!(text.contains("flowgen_reloads_total{result=\"failed\"} 1"), "{text}");
+        assert!(
+            text.contains("flowgen_reloads_total{result=\"failed\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -477,7 +526,10 @@ mod tests {
         metrics.track(&Arc::new(PipelineStats::default()), &[stats()]);
         metrics.sync();
         let text = metrics.encode();
-        assert!(text.contains("flowgen_flows_sent_total{collector=\"127.0.0.1:9\""), "{text}");
+        assert!(
+            text.contains("flowgen_flows_sent_total{collector=\"127.0.0.1:9\""),
+            "{text}"
+        );
     }
 
     #[test]

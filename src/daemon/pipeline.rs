@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::model::baseline::{BaselineFile, BASELINE_FILE};
 use crate::model::bundle::{read_json, Bundle, BundleError, ModelKind};
@@ -136,6 +136,8 @@ pub struct Pipeline {
     channel_batches: usize,
     addresses: Arc<AddressMap>,
     input: Sender<Batch>,
+    /// The queue's far end, to discard the old model's read-ahead on reload.
+    queued: Receiver<Batch>,
     generators: GeneratorPool,
     export: ExportPipeline,
 }
@@ -155,7 +157,9 @@ impl Pipeline {
         let pace = pace_at(&schedule, burst_flows, chrono::Local::now());
         let key = ExportKey::of(settings);
         let (input, output) = crossbeam_channel::bounded(settings.pipeline.channel_batches);
-        let export = ExportPipeline::spawn(&key.collectors, &key.export, Pacing::Rate(pace), output)?;
+        let queued = output.clone();
+        let export =
+            ExportPipeline::spawn(&key.collectors, &key.export, Pacing::Rate(pace), output)?;
         metrics.track(export.stats(), export.collectors());
         metrics.target_rate.set(pace.rate_flows_per_s as f64);
 
@@ -185,6 +189,7 @@ impl Pipeline {
             channel_batches: settings.pipeline.channel_batches,
             addresses,
             input,
+            queued,
             generators,
             export,
         })
@@ -200,25 +205,38 @@ impl Pipeline {
         let reopen = key != self.key || settings.pipeline.channel_batches != self.channel_batches;
         let replacement = if reopen {
             let (input, output) = crossbeam_channel::bounded(settings.pipeline.channel_batches);
-            let export =
-                ExportPipeline::spawn(&key.collectors, &key.export, Pacing::Rate(self.pace), output)?;
-            Some((input, export))
+            let queued = output.clone();
+            let export = ExportPipeline::spawn(
+                &key.collectors,
+                &key.export,
+                Pacing::Rate(self.pace),
+                output,
+            )?;
+            Some((input, queued, export))
         } else {
             None
         };
 
-        // The old threads stop first so that two models never feed one queue.
+        // The old threads stop first so that two models never feed one queue, and
+        // their read-ahead goes so that the new settings apply at once.
         self.generators.stop();
-        if let Some((input, export)) = replacement {
+        let discarded: usize = self.queued.try_iter().map(|batch| batch.len()).sum();
+        tracing::debug!(
+            flows = discarded,
+            "discarded the previous model's read-ahead"
+        );
+        if let Some((input, queued, export)) = replacement {
             tracing::warn!(
                 "collectors or [export] changed: every collector stream restarts \
                  (templates resent, sequence numbers from 0)"
             );
             drop(std::mem::replace(&mut self.input, input));
+            self.queued = queued;
             let old = std::mem::replace(&mut self.export, export);
             old.flush_now();
             let _ = old.join();
-            self.metrics.track(self.export.stats(), self.export.collectors());
+            self.metrics
+                .track(self.export.stats(), self.export.collectors());
             self.key = key;
             self.channel_batches = settings.pipeline.channel_batches;
         }
@@ -267,10 +285,12 @@ impl Pipeline {
         let Pipeline {
             mut generators,
             input,
+            queued,
             export,
             metrics,
             ..
         } = self;
+        drop(queued);
         generators.stop();
         drop(input);
         export.flush_now();

@@ -14,7 +14,9 @@ pub enum ScheduleError {
     #[error("rate.profile = \"diurnal\" needs a model bundle with a time-of-day profile, and this one has none; use profile = \"flat\"")]
     NoProfile,
     /// The bundle's weights are negative, not finite or all zero.
-    #[error("the bundle's time-of-day profile is unusable (weights must be finite, >= 0, not all 0)")]
+    #[error(
+        "the bundle's time-of-day profile is unusable (weights must be finite, >= 0, not all 0)"
+    )]
     BadWeights,
 }
 

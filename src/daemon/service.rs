@@ -117,13 +117,17 @@ pub async fn run(options: ServiceOptions) -> Result<(), ServiceError> {
     notify::ready();
     let _watchdog = notify::watchdog_interval().map(|interval| {
         let progress = Progress::new(metrics.clone());
-        Background(tokio::spawn(notify::watchdog(interval, progress.into_check())))
+        Background(tokio::spawn(notify::watchdog(
+            interval,
+            progress.into_check(),
+        )))
     });
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let stopped_by = loop {
         tokio::select! {
-            name = signals.stop() => break name,
+            _ = signals.terminate.recv() => break "SIGTERM",
+            _ = signals.interrupt.recv() => break "SIGINT",
             _ = signals.hangup.recv() => {
                 tokio::select! {
                     () = reload(&options, &mut pipeline, &metrics) => {}
@@ -249,7 +253,11 @@ impl Progress {
             return true;
         }
         let rate = self.metrics.target_rate.get();
-        let expected = if rate == 0.0 { f64::INFINITY } else { rate * interval.as_secs_f64() };
+        let expected = if rate == 0.0 {
+            f64::INFINITY
+        } else {
+            rate * interval.as_secs_f64()
+        };
         expected < 10.0 || now.duration_since(self.since) < interval
     }
 

@@ -95,7 +95,10 @@ impl Daemon {
     }
 
     /// Waits up to `limit` for the process to exit.
-    pub fn wait_for_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    pub fn wait_for_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -149,8 +152,12 @@ pub fn parse_ipfix(
     bytes: &[u8],
     templates: &mut std::collections::HashMap<u16, usize>,
 ) -> Option<IpfixMessage> {
-    let u16_at = |i: usize| -> Option<u16> { Some(u16::from_be_bytes(bytes.get(i..i + 2)?.try_into().ok()?)) };
-    let u32_at = |i: usize| -> Option<u32> { Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?)) };
+    let u16_at = |i: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(bytes.get(i..i + 2)?.try_into().ok()?))
+    };
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+    };
     if u16_at(0)? != 10 || usize::from(u16_at(2)?) != bytes.len() {
         return None;
     }
