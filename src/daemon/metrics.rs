@@ -519,17 +519,23 @@ mod tests {
                 Transport::Udp,
             ))
         };
+        let sent = || metrics.collector(&label("127.0.0.1:9")).flows_sent.get();
         let first = stats();
-        metrics.track(&Arc::new(PipelineStats::default()), &[first.clone()]);
+        metrics.track(&Arc::new(PipelineStats::default()), std::slice::from_ref(&first));
+        first.add_sent(2, 30, 900);
         metrics.sync();
-        // A new pipeline starts its atomics at zero; the registry's total must not drop.
-        metrics.track(&Arc::new(PipelineStats::default()), &[stats()]);
+        assert_eq!(sent(), 30);
+        first.add_sent(1, 5, 100);
         metrics.sync();
+        assert_eq!(sent(), 35);
+
+        // A new pipeline starts its atomics at zero; the total carries on from 35.
+        let second = stats();
+        first.add_sent(1, 1, 10);
+        metrics.track(&Arc::new(PipelineStats::default()), std::slice::from_ref(&second));
+        second.add_sent(1, 4, 100);
         let text = metrics.encode();
-        assert!(
-            text.contains("flowgen_flows_sent_total{collector=\"127.0.0.1:9\""),
-            "{text}"
-        );
+        assert_eq!(sent(), 40, "{text}");
     }
 
     #[test]
