@@ -4,11 +4,12 @@ mod daemon_common;
 
 use daemon_common::{check_config, stderr, write_config};
 
-/// A model directory next to `conf/`, as the shipped layout has it.
+/// A model bundle at `models/m` next to `conf/`, as the shipped layout has it.
 fn with_model(dir: &std::path::Path) {
-    let model = dir.join("models").join("m");
+    let (_trained_dir, trained) = daemon_common::baseline_bundle();
+    let model = dir.join("models");
     std::fs::create_dir_all(&model).unwrap();
-    std::fs::write(model.join("manifest.json"), "{}").unwrap();
+    std::fs::rename(&trained, model.join("m")).unwrap();
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::export::ExportProtocol;
+use crate::model::bundle::{Bundle, MANIFEST_FILE};
 use crate::net::{CollectorConfig, ExportConfig, Transport};
 
 use super::address::AddressSettings;
@@ -540,11 +541,13 @@ fn validate_model(model: &ModelSettings, fail: &mut impl FnMut(&str, String)) {
             "model.path",
             format!("{} is not a directory", model.path.display()),
         );
-    } else if !model.path.join("manifest.json").is_file() {
+    } else if !model.path.join(MANIFEST_FILE).is_file() {
         fail(
             "model.path",
-            format!("{} holds no manifest.json", model.path.display()),
+            format!("{} holds no {MANIFEST_FILE}", model.path.display()),
         );
+    } else if let Err(err) = Bundle::read_manifest(&model.path) {
+        fail("model.path", err.to_string());
     }
     if !(1..=1 << 20).contains(&model.batch) {
         fail(
@@ -706,12 +709,37 @@ fn validate_pipeline(pipeline: &PipelineSettings, fail: &mut impl FnMut(&str, St
 mod tests {
     use super::*;
 
+    /// A valid manifest (of a bundle whose model files are absent: only config checks run).
+    fn write_manifest(dir: &Path) {
+        use crate::model::bundle::{Manifest, ModelKind, TrainingData, SCHEMA_VERSION};
+        let manifest = Manifest {
+            kind: ModelKind::Baseline,
+            schema_version: SCHEMA_VERSION,
+            flowgen_version: "test".into(),
+            created_utc: "2026-01-01T00:00:00Z".into(),
+            seed: 0,
+            training_data: TrainingData {
+                files: Vec::new(),
+                training_rows: 1,
+                held_out_rows: 0,
+                holdout_fraction: 0.0,
+                held_out_file: None,
+            },
+            hyperparameters: Default::default(),
+            training_time_s: 0.0,
+            files: Vec::new(),
+            feature_layout: None,
+            eval: None,
+        };
+        Bundle::write_manifest(dir, &manifest).expect("manifest");
+    }
+
     /// A config file next to a model directory with a manifest, so `model.path` validates.
     fn fixture() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("temp dir");
         let model = dir.path().join("model");
         std::fs::create_dir(&model).expect("model dir");
-        std::fs::write(model.join("manifest.json"), "{}").expect("manifest");
+        write_manifest(&model);
         let path = dir.path().join("conf").join("flowgen.toml");
         (dir, path)
     }
@@ -791,6 +819,20 @@ mod tests {
             .iter()
             .any(|i| i.starts_with("model.path:") && i.contains("absent")));
         assert!(found.iter().any(|i| i.starts_with("collector:")));
+    }
+
+    #[test]
+    fn a_corrupt_manifest_is_reported_under_model_path() {
+        let (dir, path) = fixture();
+        std::fs::write(dir.path().join("model").join(MANIFEST_FILE), "{ nope").unwrap();
+        let text = format!("[model]\npath = \"../model\"\n{ONE_COLLECTOR}");
+        let found = issues(Config::from_toml(&text, &path, [], &Overrides::default()));
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("model.path:") && i.contains("manifest.json")),
+            "{found:#?}"
+        );
     }
 
     #[test]

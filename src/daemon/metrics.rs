@@ -521,7 +521,10 @@ mod tests {
         };
         let sent = || metrics.collector(&label("127.0.0.1:9")).flows_sent.get();
         let first = stats();
-        metrics.track(&Arc::new(PipelineStats::default()), std::slice::from_ref(&first));
+        metrics.track(
+            &Arc::new(PipelineStats::default()),
+            std::slice::from_ref(&first),
+        );
         first.add_sent(2, 30, 900);
         metrics.sync();
         assert_eq!(sent(), 30);
@@ -532,7 +535,10 @@ mod tests {
         // A new pipeline starts its atomics at zero; the total carries on from 35.
         let second = stats();
         first.add_sent(1, 1, 10);
-        metrics.track(&Arc::new(PipelineStats::default()), std::slice::from_ref(&second));
+        metrics.track(
+            &Arc::new(PipelineStats::default()),
+            std::slice::from_ref(&second),
+        );
         second.add_sent(1, 4, 100);
         let text = metrics.encode();
         assert_eq!(sent(), 40, "{text}");

@@ -20,7 +20,7 @@ use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
 
 use super::address::AddressMap;
-use super::config::{Config, Settings};
+use super::config::Settings;
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
 use super::schedule::{local_seconds_of_day, HourlyWeights, RateSchedule, ScheduleError};
@@ -146,12 +146,11 @@ impl Pipeline {
     /// Opens the collectors and starts generating; a generator that fails later
     /// reports on `failures`.
     pub fn start(
-        config: &Config,
+        settings: &Settings,
         model: LoadedModel,
         metrics: Arc<Metrics>,
         failures: tokio::sync::mpsc::Sender<GeneratorFailed>,
     ) -> Result<Pipeline, PipelineError> {
-        let settings = &config.settings;
         let schedule = schedule_for(settings, model.hourly.as_ref())?;
         let burst_flows = settings.rate.burst;
         let pace = pace_at(&schedule, burst_flows, chrono::Local::now());
@@ -198,8 +197,7 @@ impl Pipeline {
     /// Switches to a new configuration and model. When the collectors and
     /// `[export]` are unchanged the streams carry on (templates, sequence
     /// numbers); otherwise every stream is reopened. On error nothing changed.
-    pub fn reload(&mut self, config: &Config, model: LoadedModel) -> Result<(), PipelineError> {
-        let settings = &config.settings;
+    pub fn reload(&mut self, settings: &Settings, model: LoadedModel) -> Result<(), PipelineError> {
         let schedule = schedule_for(settings, model.hourly.as_ref())?;
         let key = ExportKey::of(settings);
         let reopen = key != self.key || settings.pipeline.channel_batches != self.channel_batches;

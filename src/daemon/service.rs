@@ -113,7 +113,7 @@ pub async fn run(options: ServiceOptions) -> Result<(), ServiceError> {
         }
     };
     let (failures_tx, mut failures_rx) = tokio::sync::mpsc::channel(16);
-    let mut pipeline = Pipeline::start(&config, model, metrics.clone(), failures_tx)?;
+    let mut pipeline = Pipeline::start(&config.settings, model, metrics.clone(), failures_tx)?;
     notify::ready();
     let _watchdog = notify::watchdog_interval().map(|interval| {
         let progress = Progress::new(metrics.clone());
@@ -173,7 +173,7 @@ async fn reload(options: &ServiceOptions, pipeline: &mut Pipeline, metrics: &Met
     let result = async {
         let config = Config::load_with_process_env(&options.config_path, &options.overrides)?;
         let model = load_off_runtime(config.clone()).await?;
-        pipeline.reload(&config, model)?;
+        pipeline.reload(&config.settings, model)?;
         Ok::<(), ServiceError>(())
     }
     .await;
