@@ -247,7 +247,7 @@ impl Flow {
     pub fn icmp_type_code(&self) -> Option<(u8, u8)> {
         self.protocol
             .is_icmp()
-            .then(|| ((self.dst_port >> 8) as u8, self.dst_port as u8))
+            .then_some(((self.dst_port >> 8) as u8, self.dst_port as u8))
     }
 
     /// Whether the flow is unlabelled or labelled normal.

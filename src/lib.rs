@@ -8,6 +8,7 @@
 //! and [`net`] sends them to collectors. [`daemon`] wires this into a service,
 //! and [`eval`] scores synthetic flows against held-out real ones.
 
+pub mod address_plan;
 pub mod daemon;
 pub mod data;
 pub mod eval;

@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::{Cursor, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use flowgen::data::{read_all, CiddsWriter, FlowReader, Format, ReadError, ReadOptions};
-use flowgen::flow::Protocol;
+use flowgen::flow::{Address, Flow, Label, Protocol, TcpFlags};
 use proptest::prelude::*;
 
 const CIDDS_HEADER: &str =
@@ -134,8 +135,16 @@ fn plausible_line() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..18).prop_map(|pieces| pieces.join(","))
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases by default keeps the test command quick; PROPTEST_CASES runs more.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), skip in any::<bool>()) {
@@ -169,5 +178,68 @@ proptest! {
     #[test]
     fn arbitrary_nfdump_rows_never_panic(lines in prop::collection::vec(plausible_line(), 0..16), skip in any::<bool>()) {
         drain(with_header(NFDUMP_HEADER, &lines), skip);
+    }
+}
+
+fn address() -> impl Strategy<Value = Address> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|o| Address::V4(Ipv4Addr::from(o))),
+        any::<[u8; 16]>().prop_map(|o| Address::V6(Ipv6Addr::from(o))),
+        "[A-Za-z0-9_]{1,12}".prop_map(|t| Address::parse(&t).unwrap()),
+    ]
+}
+
+fn label() -> impl Strategy<Value = Option<Label>> {
+    let word = "[A-Za-z0-9-]{1,10}";
+    let text = "[a-z]([a-z ,\"]{0,10}[a-z])?";
+    prop::option::of((word, word, word, text).prop_map(
+        |(class, attack_type, attack_id, attack_description)| Label {
+            class,
+            attack_type,
+            attack_id,
+            attack_description,
+        },
+    ))
+}
+
+prop_compose! {
+    fn flow()(
+        start_ms in -62_167_219_200_000i64..=253_402_300_799_999,
+        duration_ms in any::<u64>(),
+        protocol in prop_oneof![Just(1u8), Just(6), Just(17), Just(58), any::<u8>()],
+        src in address(),
+        dst in address(),
+        src_port in any::<u16>(),
+        dst_port in any::<u16>(),
+        packets in any::<u64>(),
+        bytes in any::<u64>(),
+        flags in any::<u8>(),
+        tos in any::<u8>(),
+        label in label(),
+    ) -> Flow {
+        let protocol = Protocol(protocol);
+        Flow {
+            start_ms, duration_ms, protocol, src, dst,
+            src_port: if protocol.is_icmp() { 0 } else { src_port },
+            dst_port, packets, bytes, tcp_flags: TcpFlags(flags), tos, label,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_flow_reads_back_as_written(flows in prop::collection::vec(flow(), 1..20)) {
+        let mut writer = CiddsWriter::with_labels(Vec::new()).unwrap();
+        for flow in &flows {
+            writer.write(flow).unwrap();
+        }
+        let bytes = writer.into_inner().unwrap();
+        let again: Vec<Flow> = FlowReader::from_reader(Path::new("w.csv"), Box::new(Cursor::new(bytes)), ReadOptions::default())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        prop_assert_eq!(again, flows);
     }
 }

@@ -82,15 +82,16 @@ impl CiddsLayout {
 
         let protocol = crate::flow::Protocol::parse(field(proto)?)
             .ok_or(check(proto, "not a protocol name or number"))?;
+        // ICMP flows carry type and code in the destination port; the source
+        // port must still be a number, but the record keeps 0 there.
+        let src_port_value = fields::port(field(src_port)?).map_err(|r| check(src_port, r))?;
         let (src_port_value, dst_port_value) = if protocol.is_icmp() {
             let type_code = fields::icmp_type_code(field(dst_port)?, IcmpSpelling::TypeDotCode)
                 .map_err(|r| check(dst_port, r))?;
             (0, type_code)
         } else {
-            (
-                fields::port(field(src_port)?).map_err(|r| check(src_port, r))?,
-                fields::port(field(dst_port)?).map_err(|r| check(dst_port, r))?,
-            )
+            let dst_port_value = fields::port(field(dst_port)?).map_err(|r| check(dst_port, r))?;
+            (src_port_value, dst_port_value)
         };
         fields::count(field(flows)?).map_err(|r| check(flows, r))?;
 

@@ -25,14 +25,37 @@ pub(crate) fn timestamp_ms(text: &str) -> Result<i64, Reason> {
     Ok(parsed.and_utc().timestamp_millis())
 }
 
-/// Parses a non-negative number of seconds (`0.639`) as whole milliseconds.
+/// Parses a non-negative number of seconds (`0.639`) as whole milliseconds,
+/// rounding to nearest; plain decimals convert exactly at any size.
 pub(crate) fn seconds_as_ms(text: &str) -> Result<u64, Reason> {
+    let text = text.trim();
+    if let Some(ms) = exact_decimal_seconds_as_ms(text) {
+        return ms;
+    }
     let seconds = finite_non_negative(text).ok_or("not a non-negative number of seconds")?;
     let ms = (seconds * 1000.0).round();
     if ms > MAX_COUNT_F64 {
         return Err("duration out of range");
     }
     Ok(ms as u64)
+}
+
+/// Converts `digits[.digits]` without going through a float; `None` for other spellings.
+fn exact_decimal_seconds_as_ms(text: &str) -> Option<Result<u64, Reason>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let mut ms_digits = fraction.bytes().chain(std::iter::repeat(b'0')).take(3);
+    let fraction_ms = ms_digits.try_fold(0u64, |ms, d| Some(ms * 10 + u64::from(d - b'0')));
+    let round_up = fraction.as_bytes().get(3).is_some_and(|&d| d >= b'5');
+    let ms = whole
+        .parse::<u64>()
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .and_then(|ms| ms.checked_add(fraction_ms? + u64::from(round_up)));
+    Some(ms.ok_or("duration out of range"))
 }
 
 /// Parses a count as nfdump prints it: `1234`, `1234.0`, or scaled `1.2 M`
@@ -177,6 +200,11 @@ mod tests {
         assert_eq!(seconds_as_ms("0.639"), Ok(639));
         assert_eq!(seconds_as_ms("0.0"), Ok(0));
         assert_eq!(seconds_as_ms("12"), Ok(12_000));
+        assert_eq!(seconds_as_ms("0.0005"), Ok(1));
+        assert_eq!(seconds_as_ms("0.0004999"), Ok(0));
+        assert_eq!(seconds_as_ms("1.5e2"), Ok(150_000));
+        assert_eq!(seconds_as_ms("18446744073709551.615"), Ok(u64::MAX));
+        assert!(seconds_as_ms("18446744073709552").is_err());
         assert!(seconds_as_ms("-1").is_err());
         assert!(seconds_as_ms("inf").is_err());
         assert!(seconds_as_ms("NaN").is_err());

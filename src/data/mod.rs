@@ -8,6 +8,7 @@
 mod cidds;
 mod fields;
 pub mod holdout;
+mod limit;
 mod nfdump;
 mod row;
 mod write;
@@ -174,6 +175,7 @@ impl FlowReader {
         options: ReadOptions,
     ) -> Result<FlowReader, ReadError> {
         let path = name.to_path_buf();
+        let input: Box<dyn Read + Send> = Box::new(limit::LineLimit::new(input));
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)

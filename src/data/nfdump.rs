@@ -70,13 +70,16 @@ impl NfdumpLayout {
 
         let protocol =
             Protocol::parse(field(pr)?).ok_or(check(pr, "not a protocol name or number"))?;
+        // ICMP flows carry type and code in the destination port; the source
+        // port must still be a number, but the record keeps 0 there.
+        let src_port = fields::port(field(sp)?).map_err(|r| check(sp, r))?;
         let (src_port, dst_port) = if protocol.is_icmp() {
             let type_code = fields::icmp_type_code(field(dp)?, IcmpSpelling::Combined)
                 .map_err(|r| check(dp, r))?;
             (0, type_code)
         } else {
             (
-                fields::port(field(sp)?).map_err(|r| check(sp, r))?,
+                src_port,
                 fields::port(field(dp)?).map_err(|r| check(dp, r))?,
             )
         };

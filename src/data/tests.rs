@@ -272,3 +272,23 @@ fn the_writer_refuses_years_it_cannot_spell() {
         Err(WriteError::StartOutOfRange { .. })
     ));
 }
+
+#[test]
+fn an_endless_line_fails_instead_of_filling_memory() {
+    let text = format!("{CIDDS_HEADER}\n{}", "x".repeat(3 * 1024 * 1024));
+    let mut rows = reader(
+        &text,
+        ReadOptions {
+            skip_bad_rows: true,
+        },
+    )
+    .unwrap();
+    let err = rows.next().unwrap().unwrap_err();
+    assert!(matches!(err, ReadError::Io { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("test.csv: line 2 is longer than"),
+        "{err}"
+    );
+    assert!(rows.next().is_none());
+}

@@ -419,3 +419,42 @@ fn close_set(out: &mut [u8], start: usize) {
 fn whole_second(t_ms: u64) -> u64 {
     t_ms - t_ms % 1000
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{known_v4_flow, NOW_MS};
+    use super::*;
+
+    fn sequence(message: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([
+            message[at],
+            message[at + 1],
+            message[at + 2],
+            message[at + 3],
+        ])
+    }
+
+    #[test]
+    fn ipfix_sequence_wraps_modulo_two_to_the_32() {
+        let mut stream = ExportStream::new(ExportProtocol::Ipfix, StreamOptions::default(), NOW_MS);
+        stream.stats.data_records = u64::from(u32::MAX) - 1;
+        let flows = vec![known_v4_flow(); 5];
+        let mut out = Vec::new();
+        stream.encode_message(&flows, NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 8), u32::MAX - 1);
+        stream.encode_message(&flows, NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 8), 3);
+    }
+
+    #[test]
+    fn v9_sequence_wraps_modulo_two_to_the_32() {
+        let mut stream =
+            ExportStream::new(ExportProtocol::Netflow9, StreamOptions::default(), NOW_MS);
+        stream.stats.messages = u64::from(u32::MAX);
+        let mut out = Vec::new();
+        stream.encode_message(&[known_v4_flow()], NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 12), u32::MAX);
+        stream.encode_message(&[known_v4_flow()], NOW_MS, &mut out);
+        assert_eq!(sequence(&out, 12), 0);
+    }
+}

@@ -2,7 +2,7 @@
 //! empirical distribution in the training flows.
 //!
 //! The bundle stores one value-to-count table per attribute in
-//! `baseline.json`:
+//! `baseline.json` (written on one line; shown indented here):
 //!
 //! ```json
 //! {
@@ -41,7 +41,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::bundle::{read_json, write_json, BundleError};
+use super::bundle::{read_json, write_json_compact, BundleError};
 use super::FlowGenerator;
 use crate::flow::{Address, Flow, Protocol, TcpFlags};
 
@@ -187,7 +187,7 @@ impl BaselineCounter {
 
 /// Writes `baseline.json` into a bundle folder.
 pub fn write(dir: &Path, file: &BaselineFile) -> Result<(), BundleError> {
-    write_json(&dir.join(BASELINE_FILE), file)
+    write_json_compact(&dir.join(BASELINE_FILE), file)
 }
 
 /// Draws values of one attribute with their empirical probabilities.

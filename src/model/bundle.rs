@@ -263,8 +263,17 @@ impl Bundle {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
+/// Writes `value` as indented JSON to `path` through a temporary file and a rename.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
+    write_json_as(path, value, true)
+}
+
+/// Writes `value` as JSON on one line (for large tables) through a temporary file and a rename.
+pub fn write_json_compact<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
+    write_json_as(path, value, false)
+}
+
+fn write_json_as<T: Serialize>(path: &Path, value: &T, pretty: bool) -> Result<(), BundleError> {
     let io = |source| BundleError::Io {
         path: path.to_path_buf(),
         source,
@@ -272,7 +281,12 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleErro
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let text = serde_json::to_string_pretty(value).map_err(|e| io(std::io::Error::other(e)))?;
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .map_err(|e| io(std::io::Error::other(e)))?;
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);

@@ -1,9 +1,22 @@
 //! Models that produce flows: the empirical baseline and the IP2Vec + WGAN-GP
 //! generator, their on-disk bundle, and decoding generated vectors into flows.
 
+pub mod adam;
 pub mod baseline;
+pub mod bins;
 pub mod bundle;
+pub mod codebook;
+pub mod decode;
+pub mod features;
+#[cfg(test)]
+mod fixtures;
+pub mod generate;
+pub mod ip2vec;
+pub mod mlp;
+pub mod output;
 pub mod train;
+pub mod vocab;
+pub mod wgan;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,514 @@
+//! Decoding generator output back into flows: nearest-neighbour lookup of each
+//! embedded field in its vocabulary, then the values behind the words.
+//!
+//! Nearest neighbours come from a blocked matrix product rather than a scan
+//! per flow: for a block of generated vectors `Q` and a vocabulary `E`, the
+//! word that minimises `|q - e|^2` is the one that maximises
+//! `q . e - |e|^2 / 2`, so one `sgemm` (`matrixmultiply`, which picks AVX/FMA
+//! kernels at run time) scores a whole block against every word and an argmax
+//! per row finishes the job. Vocabularies are kept small by pooling rare
+//! values (see [`super::vocab`]), which keeps this cheap.
+
+use rand::Rng;
+
+use super::bins::VolumeTable;
+use super::codebook::Codebook;
+use super::features::{
+    argmax, day_in_week, flags_from_outputs, EmbeddedField, FeatureLayout, WordKind, PROTOCOLS,
+};
+use super::vocab::{Vocabulary, WordId};
+use crate::flow::{Address, Flow, Protocol, TcpFlags};
+
+/// Rows scored per matrix product: the score block (rows x words) stays in cache.
+const BLOCK_ROWS: usize = 256;
+
+/// Why a batch could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The batch holds fewer numbers than its shape needs.
+    #[error("generator output has {len} values, {rows} rows of {width} columns need {needed}")]
+    ShortBatch {
+        /// Values in the batch.
+        len: usize,
+        /// Rows asked for.
+        rows: usize,
+        /// Columns per row.
+        width: usize,
+        /// Values needed.
+        needed: usize,
+    },
+    /// A vocabulary has no word decoding may emit.
+    #[error("the {0} vocabulary has no decodable word")]
+    EmptyVocabulary(&'static str),
+    /// The bins have no training volume to draw from.
+    #[error("the volume bins hold no training flow")]
+    NoVolumes,
+    /// An embedding table does not match its vocabulary.
+    #[error("the {kind} embedding table has {rows} rows of {dim} values for {words} words")]
+    TableMismatch {
+        /// The vocabulary.
+        kind: &'static str,
+        /// Rows in the table.
+        rows: usize,
+        /// Values per row.
+        dim: usize,
+        /// Words in the vocabulary.
+        words: usize,
+    },
+}
+
+/// Nearest-neighbour search over one vocabulary's vectors.
+#[derive(Clone, Debug)]
+pub struct NearestIndex {
+    dim: usize,
+    /// Candidate vectors, row-major.
+    table: Vec<f32>,
+    /// `|e|^2 / 2` per candidate.
+    half_norms: Vec<f32>,
+    /// Word id of each candidate.
+    words: Vec<WordId>,
+}
+
+impl NearestIndex {
+    /// An index over the rows of `vectors` (`dim` wide) named by `words`, in order.
+    ///
+    /// Returns `None` when `words` is empty or does not match the table.
+    pub fn new(vectors: &[f32], dim: usize, words: Vec<WordId>) -> Option<NearestIndex> {
+        if words.is_empty() || dim == 0 || vectors.len() != words.len() * dim {
+            return None;
+        }
+        let half_norms = vectors
+            .chunks_exact(dim)
+            .map(|e| e.iter().map(|v| v * v).sum::<f32>() / 2.0)
+            .collect();
+        Some(NearestIndex {
+            dim,
+            table: vectors.to_vec(),
+            half_norms,
+            words,
+        })
+    }
+
+    /// Candidate words.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether there are no candidates (never, by construction).
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Vector width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The nearest word to each of `rows` query vectors, stored at
+    /// `queries[r * row_stride + offset..][..dim]`; writes `out[..rows]`.
+    ///
+    /// `scratch` is reused between calls to hold the score block.
+    pub fn nearest(
+        &self,
+        queries: &[f32],
+        row_stride: usize,
+        offset: usize,
+        out: &mut [WordId],
+        scratch: &mut Vec<f32>,
+    ) -> Result<(), DecodeError> {
+        let rows = out.len();
+        let needed = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * row_stride + offset + self.dim
+        };
+        if queries.len() < needed {
+            return Err(DecodeError::ShortBatch {
+                len: queries.len(),
+                rows,
+                width: row_stride,
+                needed,
+            });
+        }
+        let n = self.words.len();
+        scratch.resize(BLOCK_ROWS * n, 0.0);
+        for (block, out_block) in out.chunks_mut(BLOCK_ROWS).enumerate() {
+            let m = out_block.len();
+            let first = block * BLOCK_ROWS * row_stride + offset;
+            // SAFETY: the checks above bound every element sgemm reads:
+            // A is m x dim at queries[first..] with row stride `row_stride`,
+            // and (m - 1) * row_stride + dim <= queries.len() - first; B is the
+            // dim x n transpose of `table` (n * dim values); C is m x n in
+            // `scratch`, which holds BLOCK_ROWS * n >= m * n values.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    self.dim,
+                    n,
+                    1.0,
+                    queries.as_ptr().add(first),
+                    row_stride as isize,
+                    1,
+                    self.table.as_ptr(),
+                    1,
+                    self.dim as isize,
+                    0.0,
+                    scratch.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            for (scores, word) in scratch.chunks_exact(n).zip(out_block.iter_mut()) {
+                *word = self.words[best_candidate(scores, &self.half_norms)];
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Index maximising `score - half_norm`.
+fn best_candidate(scores: &[f32], half_norms: &[f32]) -> usize {
+    let mut best = 0;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, (s, h)) in scores.iter().zip(half_norms).enumerate() {
+        let value = s - h;
+        if value > best_value {
+            best_value = value;
+            best = i;
+        }
+    }
+    best
+}
+
+/// Turns batches of generator output into flows with a codebook's vocabularies.
+///
+/// Holds its scratch buffers, so decoding a batch into a reused `Vec<Flow>`
+/// allocates nothing once the buffers have grown to the batch size.
+#[derive(Clone, Debug)]
+pub struct FlowDecoder {
+    layout: FeatureLayout,
+    addresses: Vocabulary<Address>,
+    ports: Vocabulary<u16>,
+    /// Indexes by [`WordKind::index`] (embedded kinds only).
+    indexes: Vec<NearestIndex>,
+    volumes: VolumeTable,
+    first_day: i64,
+    scratch: Vec<f32>,
+    /// Decoded word per field and row, field-major.
+    words: Vec<WordId>,
+}
+
+impl FlowDecoder {
+    /// Prepares the indexes of `codebook`.
+    pub fn new(codebook: &Codebook) -> Result<FlowDecoder, DecodeError> {
+        let dim = codebook.layout.embedding_dim;
+        let mut indexes = Vec::new();
+        for kind in WordKind::EMBEDDED {
+            let vectors = codebook.normalised_table(kind);
+            let words = codebook.word_count(kind);
+            if vectors.len() != words * dim {
+                return Err(DecodeError::TableMismatch {
+                    kind: kind.name(),
+                    rows: vectors.len() / dim.max(1),
+                    dim,
+                    words,
+                });
+            }
+            let decodable: Vec<WordId> = (0..words as WordId)
+                .filter(|&w| codebook.is_decodable(kind, w))
+                .collect();
+            let mut candidates = Vec::with_capacity(decodable.len() * dim);
+            for &w in &decodable {
+                candidates.extend_from_slice(&vectors[w as usize * dim..(w as usize + 1) * dim]);
+            }
+            let index = NearestIndex::new(&candidates, dim, decodable)
+                .ok_or(DecodeError::EmptyVocabulary(kind.name()))?;
+            indexes.push(index);
+        }
+        Ok(FlowDecoder {
+            layout: codebook.layout,
+            addresses: codebook.addresses.clone(),
+            ports: codebook.ports.clone(),
+            indexes,
+            volumes: VolumeTable::new(&codebook.volumes).ok_or(DecodeError::NoVolumes)?,
+            first_day: codebook.first_day,
+            scratch: Vec::new(),
+            words: Vec::new(),
+        })
+    }
+
+    /// The layout the decoder expects.
+    pub fn layout(&self) -> FeatureLayout {
+        self.layout
+    }
+
+    /// Decodes `rows` generator rows of `outputs` and appends the flows to `out`.
+    pub fn decode(
+        &mut self,
+        outputs: &[f32],
+        rows: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<Flow>,
+    ) -> Result<(), DecodeError> {
+        let width = self.layout.width();
+        if outputs.len() < rows * width {
+            return Err(DecodeError::ShortBatch {
+                len: outputs.len(),
+                rows,
+                width,
+                needed: rows * width,
+            });
+        }
+        self.find_words(outputs, rows)?;
+        out.reserve(rows);
+        for row in 0..rows {
+            let flow = self.assemble(&outputs[row * width..(row + 1) * width], row, rows, rng);
+            out.push(flow);
+        }
+        Ok(())
+    }
+
+    /// Nearest words of every embedded field for every row.
+    fn find_words(&mut self, outputs: &[f32], rows: usize) -> Result<(), DecodeError> {
+        let width = self.layout.width();
+        self.words.resize(EmbeddedField::ALL.len() * rows, 0);
+        for (f, field) in EmbeddedField::ALL.into_iter().enumerate() {
+            let index = &self.indexes[field.kind().index()];
+            let out = &mut self.words[f * rows..(f + 1) * rows];
+            index.nearest(
+                outputs,
+                width,
+                self.layout.field(field).start,
+                out,
+                &mut self.scratch,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn assemble(&self, row: &[f32], r: usize, rows: usize, rng: &mut impl Rng) -> Flow {
+        let word = |field: EmbeddedField| self.words[field as usize * rows + r];
+        let layout = &self.layout;
+
+        let protocol = PROTOCOLS[argmax(&row[layout.protocol()])];
+        // TCP flags exist only in TCP headers, whatever the generator says.
+        let tcp_flags = if protocol == Protocol::TCP {
+            flags_from_outputs(&row[layout.flags()])
+        } else {
+            TcpFlags(0)
+        };
+        let day = day_in_week(self.first_day, argmax(&row[layout.weekday()]));
+        let start_ms = super::features::start_ms(day, row[layout.time_of_day()]);
+
+        let address = |field, rng: &mut _| self.draw_address(word(field), rng);
+        let src = address(EmbeddedField::SrcAddr, rng);
+        let dst = address(EmbeddedField::DstAddr, rng);
+        let port = |field, rng: &mut _| self.ports.draw(word(field), rng).copied().unwrap_or(0);
+        let mut src_port = port(EmbeddedField::SrcPort, rng);
+        let dst_port = port(EmbeddedField::DstPort, rng);
+        if protocol.is_icmp() {
+            src_port = 0;
+        }
+
+        let candidates = self.volumes.candidates(
+            word(EmbeddedField::Duration) as usize,
+            word(EmbeddedField::Packets) as usize,
+            word(EmbeddedField::Bytes) as usize,
+        );
+        let volume = candidates[rng.random_range(0..candidates.len())];
+
+        Flow {
+            start_ms,
+            duration_ms: volume.duration_ms,
+            protocol,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            packets: volume.packets,
+            bytes: volume.bytes,
+            tcp_flags,
+            tos: 0,
+            label: None,
+        }
+    }
+
+    fn draw_address(&self, word: WordId, rng: &mut impl Rng) -> Address {
+        // Every candidate of the index is decodable, so a draw always succeeds.
+        self.addresses
+            .draw(word, rng)
+            .cloned()
+            .unwrap_or(Address::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn brute_force(table: &[f32], dim: usize, query: &[f32]) -> usize {
+        let distance = |e: &[f32]| {
+            e.iter()
+                .zip(query)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+        };
+        let mut best = 0;
+        for (i, e) in table.chunks_exact(dim).enumerate() {
+            if distance(e) < distance(&table[best * dim..(best + 1) * dim]) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn blocked_search_agrees_with_brute_force() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (dim, words, rows, stride, offset) = (8, 300, 700, 21, 5);
+        let table: Vec<f32> = (0..words * dim)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let ids: Vec<WordId> = (0..words as WordId).map(|w| w * 2 + 1).collect();
+        let index = NearestIndex::new(&table, dim, ids).unwrap();
+        let queries: Vec<f32> = (0..rows * stride)
+            .map(|_| rng.random_range(-1.2..1.2))
+            .collect();
+
+        let mut out = vec![0; rows];
+        let mut scratch = Vec::new();
+        index
+            .nearest(&queries, stride, offset, &mut out, &mut scratch)
+            .unwrap();
+        for r in 0..rows {
+            let q = &queries[r * stride + offset..r * stride + offset + dim];
+            assert_eq!(
+                out[r],
+                brute_force(&table, dim, q) as WordId * 2 + 1,
+                "row {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_vocabulary_vectors_decode_to_themselves() {
+        let table = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, -0.5, -0.5];
+        let index = NearestIndex::new(&table, 2, vec![10, 11, 12, 13]).unwrap();
+        let mut out = [0; 4];
+        index
+            .nearest(&table, 2, 0, &mut out, &mut Vec::new())
+            .unwrap();
+        assert_eq!(out, [10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn short_batches_are_refused() {
+        let index = NearestIndex::new(&[0.0; 4], 2, vec![0, 1]).unwrap();
+        let mut out = [0; 3];
+        let err = index
+            .nearest(&[0.0; 5], 2, 0, &mut out, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "generator output has 5 values, 3 rows of 2 columns need 6"
+        );
+        assert!(NearestIndex::new(&[0.0; 3], 2, vec![0, 1]).is_none());
+        assert!(NearestIndex::new(&[], 2, vec![]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use crate::model::codebook::{CodebookParams, FlowEncoder};
+    use crate::model::fixtures::office_flows;
+    use crate::model::vocab::{port_class, Word};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn encoded_training_flows_decode_to_the_same_words() {
+        let flows = office_flows(1500, 5);
+        let codebook = Codebook::fit(&flows, &CodebookParams::default(), 3).unwrap();
+        let encoder = FlowEncoder::new(codebook.clone());
+        let width = codebook.layout.width();
+        let mut rows = vec![0.0; flows.len() * width];
+        for (flow, row) in flows.iter().zip(rows.chunks_exact_mut(width)) {
+            assert!(encoder.encode(flow, row));
+        }
+
+        let mut decoder = FlowDecoder::new(&codebook).unwrap();
+        let mut decoded = Vec::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        decoder
+            .decode(&rows, flows.len(), &mut rng, &mut decoded)
+            .unwrap();
+        assert_eq!(decoded.len(), flows.len());
+
+        let classes = &codebook.address_classes;
+        for (real, back) in flows.iter().zip(&decoded) {
+            assert_eq!(back.protocol, real.protocol);
+            assert_eq!(back.tcp_flags, real.tcp_flags);
+            assert!(
+                (back.start_ms - real.start_ms).abs() < 10,
+                "{} vs {}",
+                back.start_ms,
+                real.start_ms
+            );
+            // Same word: the value itself, or a value of the same rare class.
+            let address_word = |a: &Address| codebook.addresses.encode(a, |a| classes.class_of(a));
+            assert_eq!(address_word(&back.src), address_word(&real.src));
+            assert_eq!(address_word(&back.dst), address_word(&real.dst));
+            for (b, r) in [
+                (back.src_port, real.src_port),
+                (back.dst_port, real.dst_port),
+            ] {
+                let word = codebook.ports.encode(&r, port_class);
+                assert_eq!(codebook.ports.encode(&b, port_class), word);
+                if matches!(codebook.ports.words()[word as usize], Word::Value { .. }) {
+                    assert_eq!(b, r);
+                }
+            }
+            assert_eq!(
+                codebook
+                    .volumes
+                    .bins_of(&crate::model::codebook::volume_of(back)),
+                codebook
+                    .volumes
+                    .bins_of(&crate::model::codebook::volume_of(real))
+            );
+            assert!(42 * back.packets <= back.bytes && back.bytes <= 65_535 * back.packets);
+        }
+    }
+
+    #[test]
+    fn arbitrary_outputs_decode_to_consistent_flows() {
+        let flows = office_flows(1000, 6);
+        let codebook = Codebook::fit(&flows, &CodebookParams::default(), 3).unwrap();
+        let width = codebook.layout.width();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let rows = 500;
+        let outputs: Vec<f32> = (0..rows * width)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let mut decoder = FlowDecoder::new(&codebook).unwrap();
+        let mut decoded = Vec::new();
+        decoder
+            .decode(&outputs, rows, &mut rng, &mut decoded)
+            .unwrap();
+        for flow in &decoded {
+            assert!(42 * flow.packets <= flow.bytes && flow.bytes <= 65_535 * flow.packets);
+            if flow.protocol != Protocol::TCP {
+                assert_eq!(flow.tcp_flags, TcpFlags(0));
+            }
+            let day = super::super::features::epoch_day(flow.start_ms);
+            assert!((codebook.first_day..codebook.first_day + 7).contains(&day));
+        }
+        let err = decoder
+            .decode(&outputs[..width * 2 - 1], 2, &mut rng, &mut decoded)
+            .unwrap_err();
+        assert!(matches!(err, DecodeError::ShortBatch { .. }));
+    }
+}
