@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::address_plan::AddressPlanConfig;
 use crate::export::ExportProtocol;
 use crate::model::bundle::{Bundle, MANIFEST_FILE};
 use crate::net::{CollectorConfig, ExportConfig, Transport};
 
-use super::address::AddressSettings;
 
 /// Where ONNX Runtime runs the generator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -76,8 +76,9 @@ pub struct Settings {
     pub collector: Vec<CollectorConfig>,
     /// `[export]`: encoder and sender settings shared by all collectors; see [`ExportConfig`].
     pub export: ExportConfig,
-    /// `[addresses]`: remapping of generated addresses before export.
-    pub addresses: AddressSettings,
+    /// `[addresses]`: how generated addresses (anonymised tokens above all) become
+    /// the IPv4 addresses exported; see [`AddressPlanConfig`].
+    pub addresses: AddressPlanConfig,
     /// `[metrics]`: the Prometheus endpoint and the periodic log line.
     pub metrics: MetricsSettings,
     /// `[pipeline]`: threads and queues between generation and export.
@@ -524,8 +525,8 @@ pub fn validate(settings: &Settings) -> Vec<Issue> {
     validate_export(settings, &mut fail);
     validate_metrics(&settings.metrics, &mut fail);
     validate_pipeline(&settings.pipeline, &mut fail);
-    for issue in settings.addresses.validate() {
-        fail(&format!("addresses.{}", issue.key), issue.message);
+    for problem in settings.addresses.validate() {
+        fail(&problem.key, problem.message);
     }
     issues
 }

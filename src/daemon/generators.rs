@@ -15,7 +15,7 @@ use crate::flow::Flow;
 use crate::model::bundle::BundleError;
 use crate::model::FlowGenerator;
 
-use super::address::AddressMap;
+use crate::address_plan::AddressPlan;
 use super::metrics::Metrics;
 
 /// A batch of generated flows, in the order they are to be sent.
@@ -36,8 +36,8 @@ pub struct GeneratorFailed {
 pub struct PoolSettings {
     /// Flows per `generate` call.
     pub batch: usize,
-    /// Address remapping applied to every flow.
-    pub addresses: Arc<AddressMap>,
+    /// The address plan applied to every flow before export.
+    pub addresses: Arc<AddressPlan>,
     /// Where generated counts go.
     pub metrics: Arc<Metrics>,
     /// Where a failing thread reports before it stops.
@@ -210,7 +210,7 @@ mod tests {
         let (failures, failed_rx) = tokio::sync::mpsc::channel(4);
         let settings = PoolSettings {
             batch: 16,
-            addresses: Arc::new(AddressMap::default()),
+            addresses: Arc::new(AddressPlan::new(&Default::default()).unwrap()),
             metrics,
             failures,
         };

@@ -4,7 +4,6 @@
 //! [`service::run_blocking`] is what `flowgen run` calls; [`pipeline`] is the
 //! data path on its own, for programs (the benchmark) that drive it directly.
 
-pub mod address;
 pub mod config;
 pub mod generators;
 pub mod metrics;

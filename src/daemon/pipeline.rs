@@ -19,7 +19,7 @@ use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
 
-use super::address::AddressMap;
+use crate::address_plan::{AddressPlan, AddressPlanError};
 use super::config::Settings;
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
@@ -42,6 +42,9 @@ pub enum PipelineError {
     /// A collector could not be opened.
     #[error("{0}")]
     Net(#[from] NetError),
+    /// The `[addresses]` settings are unusable.
+    #[error("{0}")]
+    Addresses(#[from] AddressPlanError),
     /// A thread could not be started.
     #[error("cannot start generator threads: {0}")]
     Threads(std::io::Error),
@@ -134,7 +137,7 @@ pub struct Pipeline {
     pace: PaceSettings,
     key: ExportKey,
     channel_batches: usize,
-    addresses: Arc<AddressMap>,
+    addresses: Arc<AddressPlan>,
     input: Sender<Batch>,
     /// The queue's far end, to discard the old model's read-ahead on reload.
     queued: Receiver<Batch>,
@@ -152,6 +155,7 @@ impl Pipeline {
         failures: tokio::sync::mpsc::Sender<GeneratorFailed>,
     ) -> Result<Pipeline, PipelineError> {
         let schedule = schedule_for(settings, model.hourly.as_ref())?;
+        let addresses = Arc::new(AddressPlan::new(&settings.addresses)?);
         let burst_flows = settings.rate.burst;
         let pace = pace_at(&schedule, burst_flows, chrono::Local::now());
         let key = ExportKey::of(settings);
@@ -162,7 +166,6 @@ impl Pipeline {
         metrics.track(export.stats(), export.collectors());
         metrics.target_rate.set(pace.rate_flows_per_s as f64);
 
-        let addresses = Arc::new(AddressMap::new(&settings.addresses));
         let pool_settings = PoolSettings {
             batch: settings.model.batch,
             addresses: addresses.clone(),
@@ -199,6 +202,7 @@ impl Pipeline {
     /// numbers); otherwise every stream is reopened. On error nothing changed.
     pub fn reload(&mut self, settings: &Settings, model: LoadedModel) -> Result<(), PipelineError> {
         let schedule = schedule_for(settings, model.hourly.as_ref())?;
+        let addresses = Arc::new(AddressPlan::new(&settings.addresses)?);
         let key = ExportKey::of(settings);
         let reopen = key != self.key || settings.pipeline.channel_batches != self.channel_batches;
         let replacement = if reopen {
@@ -241,7 +245,7 @@ impl Pipeline {
 
         self.schedule = schedule;
         self.burst_flows = settings.rate.burst;
-        self.addresses = Arc::new(AddressMap::new(&settings.addresses));
+        self.addresses = addresses;
         let pool_settings = PoolSettings {
             batch: settings.model.batch,
             addresses: self.addresses.clone(),
