@@ -24,7 +24,6 @@ use crate::export::ExportProtocol;
 use crate::model::bundle::{Bundle, MANIFEST_FILE};
 use crate::net::{CollectorConfig, ExportConfig, Transport};
 
-
 /// Where ONNX Runtime runs the generator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -15,8 +15,8 @@ use crate::flow::Flow;
 use crate::model::bundle::BundleError;
 use crate::model::FlowGenerator;
 
-use crate::address_plan::AddressPlan;
 use super::metrics::Metrics;
+use crate::address_plan::AddressPlan;
 
 /// A batch of generated flows, in the order they are to be sent.
 pub type Batch = Vec<Flow>;

@@ -19,11 +19,11 @@ use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
 
-use crate::address_plan::{AddressPlan, AddressPlanError};
 use super::config::Settings;
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
 use super::schedule::{local_seconds_of_day, HourlyWeights, RateSchedule, ScheduleError};
+use crate::address_plan::{AddressPlan, AddressPlanError};
 
 /// Why the pipeline could not start or change.
 #[derive(Debug, thiserror::Error)]
