@@ -356,3 +356,72 @@ fn flags_override_the_config() {
         "{records} flows in one second"
     );
 }
+
+#[test]
+fn the_diurnal_profile_follows_the_bundles_time_of_day() {
+    use chrono::Timelike;
+    use flowgen::daemon::config::RateProfile;
+    use flowgen::daemon::pipeline::time_of_day_profile;
+    use flowgen::daemon::schedule::RateSchedule;
+
+    let (bundle_dir, bundle) = baseline_bundle();
+    let weights = time_of_day_profile(&bundle)
+        .unwrap()
+        .expect("a baseline has a profile");
+    let schedule = RateSchedule::new(5000.0, RateProfile::Diurnal, Some(&weights)).unwrap();
+
+    // Put the daemon in a time zone where it is now the midpoint-nearest hour whose
+    // rate differs most from the mean, so a flat rate could not pass.
+    let mean = weights.iter().sum::<f64>() / 24.0;
+    let hour = (0..24)
+        .max_by(|&a, &b| {
+            (weights[a] - mean)
+                .abs()
+                .total_cmp(&(weights[b] - mean).abs())
+        })
+        .unwrap() as i64;
+    let utc_hour = i64::from(chrono::Utc::now().hour());
+    let offset_h = (hour - utc_hour + 36).rem_euclid(24) - 12;
+    // POSIX TZ names the offset west of UTC: "FGT-3" is three hours east.
+    let tz = format!(
+        "FGT{}{}",
+        if offset_h >= 0 { "-" } else { "+" },
+        offset_h.abs()
+    );
+
+    let (_socket, port) = collector_socket();
+    let metrics_port = free_tcp_port();
+    let text = config_text(&bundle, port, Some(metrics_port), 5000)
+        .replace("[rate]\n", "[rate]\nprofile = \"diurnal\"\n");
+    let (_dir, path) = daemon_common::write_config(&text);
+    let daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[("TZ", &tz)],
+        bundle_dir.path().join("log"),
+    );
+    assert!(
+        daemon.wait_for_log("pipeline started", Duration::from_secs(10)),
+        "{}",
+        daemon.log_text()
+    );
+    let metrics = http_get(metrics_port, "/metrics");
+
+    let local = chrono::Utc::now() + chrono::Duration::hours(offset_h);
+    let seconds_of_day = f64::from(local.num_seconds_from_midnight());
+    let expected = schedule.flows_per_s_at(seconds_of_day).round().max(1.0);
+    let gauge: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("flowgen_target_rate_flows_per_s "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rate gauge in\n{metrics}"));
+    assert!(
+        (expected - 5000.0).abs() > 500.0,
+        "hour {hour} is too close to the mean"
+    );
+    // Seconds pass between the daemon's reading and ours; the profile moves slowly.
+    assert!(
+        (gauge - expected).abs() <= 0.01 * expected + 1.0,
+        "gauge {gauge}, expected {expected} (TZ {tz})"
+    );
+}
