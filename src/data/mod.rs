@@ -60,7 +60,8 @@ pub enum ReadError {
     },
     /// The header is neither CIDDS-001's nor nfdump's.
     #[error(
-        "{path}:1: unrecognised header {header:?}: expected cidds-001 columns ({cidds}) or nfdump -o csv columns ({nfdump})",
+        "{path}:1: unrecognised header {header:?}: expected cidds-001 columns ({cidds}) \
+         or nfdump -o csv columns ({nfdump})",
         path = path.display(),
         cidds = CIDDS_CORE_COLUMNS.join(","),
         nfdump = nfdump::REQUIRED_COLUMNS.join(",")
@@ -72,7 +73,10 @@ pub enum ReadError {
         header: String,
     },
     /// A field of a data row could not be parsed.
-    #[error("{path}:{line}: column {column} ({column_name}): {reason}: {text:?}", path = path.display())]
+    #[error(
+        "{path}:{line}: column {column} ({column_name}): {reason}: {text:?}",
+        path = path.display()
+    )]
     BadField {
         /// The file.
         path: PathBuf,
@@ -88,7 +92,10 @@ pub enum ReadError {
         reason: &'static str,
     },
     /// A data row has a different number of fields than the header.
-    #[error("{path}:{line}: expected {expected} fields as in the header, found {found}", path = path.display())]
+    #[error(
+        "{path}:{line}: expected {expected} fields as in the header, found {found}",
+        path = path.display()
+    )]
     FieldCount {
         /// The file.
         path: PathBuf,

@@ -9,8 +9,10 @@
 //! - The header, then the template set with both templates (IPv4 and IPv6) when
 //!   they are due: in the first message, after [`ExportStream::resend_templates`],
 //!   when `template_refresh_s` has passed since they last went out, and in every
-//!   `template_refresh_messages`-th message (RFC 7011 section 8.1 and 10.3.6,
-//!   RFC 3954 section 5.2).
+//!   `template_refresh_messages`-th message (RFC 7011 section 8 and 8.4 for
+//!   UDP, RFC 3954 section 5.2). Over TCP set both triggers to 0 and call
+//!   `resend_templates` after each reconnect: a reliable transport session needs
+//!   the templates once.
 //! - Then data sets. Consecutive flows of one address family share a data set;
 //!   a change of family opens another set in the same message, so a mixed slice
 //!   costs four octets per change and no extra message.
@@ -80,10 +82,10 @@ pub struct StreamOptions {
     /// [`StreamOptions::MIN_MESSAGE_BYTES`]..=[`StreamOptions::MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Templates are resent after this many seconds; 0 turns the timer off.
-    /// Default 60.
+    /// Default 60, so a collector that starts late decodes within a minute.
     pub template_refresh_s: u64,
     /// Templates ride in every this-many-th message; 0 turns the count off.
-    /// Default 100.
+    /// Default 100: under 0.1 % of the octets at 1472-octet messages.
     pub template_refresh_messages: u64,
 }
 

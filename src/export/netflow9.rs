@@ -1,4 +1,16 @@
 //! The NetFlow v9 packet header and time fields (RFC 3954).
+//!
+//! sysUpTime zero is the whole second in which the stream was created, and the
+//! header's sysUpTime is taken at the whole second `unix_secs` names, so a
+//! collector's `unix_secs * 1000 - sysUpTime` recovers the zero exactly and
+//! FIRST/LAST_SWITCHED turn back into the flow's own milliseconds.
+//!
+//! After 2^32 ms (about 49.7 days) sysUpTime wraps, and FIRST/LAST_SWITCHED wrap
+//! with it. A collector that subtracts mod 2^32 reads every flow correctly across
+//! the wrap; one that adds FIRST_SWITCHED to the derived boot time misplaces, for
+//! the few seconds around each wrap, flows that began before it (as it would with
+//! a router). A flow that began before sysUpTime zero, which no router could
+//! report, is cut to start there.
 
 use super::record::{FlowTimes, MAX_RECORD_LEN};
 

@@ -66,6 +66,11 @@ fn v6_octets(address: &Address) -> Option<[u8; 16]> {
 /// The fields between addresses and times, in template order: source port,
 /// destination port, protocol, tcpControlBits (two octets), ToS, octet and packet
 /// delta counts (eight octets each). Returns the octets written after `at`.
+///
+/// ICMP type and code travel only in the destination port (`type * 256 + code`,
+/// as [`Flow`] holds them and nfdump reads them); the templates have no
+/// icmpTypeCodeIPv4/IPv6 element (32, 139), so a collector that reads ICMP type
+/// only from those shows none.
 pub(super) fn write_common(flow: &Flow, record: &mut [u8; MAX_RECORD_LEN], at: usize) -> usize {
     let r = &mut record[at..at + 24];
     r[0..2].copy_from_slice(&flow.src_port.to_be_bytes());

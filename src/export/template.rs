@@ -4,6 +4,10 @@
 //! can never name two layouts while the process lives (RFC 7011 section 8,
 //! RFC 3954 section 5.2). A new layout must take a new id; the unit test
 //! `template_ids_are_unique` enforces it.
+//!
+//! The streams send no options templates (exporter, sampling or interface
+//! metadata) and no template withdrawal when they stop; collectors that want
+//! either see only the two data templates and age them out on their own timer.
 
 use super::ExportProtocol;
 

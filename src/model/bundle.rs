@@ -36,7 +36,10 @@ pub enum BundleError {
         source: std::io::Error,
     },
     /// The folder has no manifest: it is not a model bundle.
-    #[error("{path}: not found; not a model bundle (flowgen-train writes one)", path = path.display())]
+    #[error(
+        "{path}: not found; not a model bundle (flowgen-train writes one)",
+        path = path.display()
+    )]
     MissingManifest {
         /// Where the manifest should be.
         path: PathBuf,
@@ -63,7 +66,10 @@ pub enum BundleError {
         supported: u32,
     },
     /// The manifest names a model kind this build does not know.
-    #[error("{path}: unknown model kind {kind:?} (expected \"baseline\" or \"ewgan\")", path = path.display())]
+    #[error(
+        "{path}: unknown model kind {kind:?} (expected \"baseline\" or \"ewgan\")",
+        path = path.display()
+    )]
     UnknownKind {
         /// The manifest.
         path: PathBuf,
@@ -79,7 +85,10 @@ pub enum BundleError {
         message: String,
     },
     /// The bundle is of a kind this build cannot load.
-    #[error("{path}: {kind} bundles are loaded by model::ewgan, which this build does not have yet", path = path.display())]
+    #[error(
+        "{path}: {kind} bundles are loaded by model::ewgan, which this build does not have yet",
+        path = path.display()
+    )]
     KindNotLoadable {
         /// The bundle folder.
         path: PathBuf,
@@ -147,7 +156,7 @@ pub struct Manifest {
     /// How flows map to model vectors (kinds that have one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_layout: Option<serde_json::Value>,
-    /// Evaluation figures of the model against the held-out rows, as `flowgen eval --json` writes them.
+    /// Evaluation figures against the held-out rows, as `flowgen eval --json` writes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<serde_json::Value>,
 }

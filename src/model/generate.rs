@@ -23,7 +23,8 @@ pub enum GenerateError {
 impl GenerateError {
     /// Whether the output's reader went away (`flowgen generate | head`).
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, GenerateError::Write(WriteError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe)
+        let broken = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+        matches!(self, GenerateError::Write(WriteError::Io(e)) if broken(e))
     }
 }
 

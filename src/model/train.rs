@@ -54,7 +54,10 @@ pub enum TrainError {
         held_out: u64,
     },
     /// An input file gave a different number of flows on the second pass.
-    #[error("{path}: changed while training: {first} flows on the first pass, {second} on the second", path = path.display())]
+    #[error(
+        "{path}: changed while training: {first} flows on the first pass, {second} on the second",
+        path = path.display()
+    )]
     InputChanged {
         /// The file.
         path: PathBuf,
@@ -106,7 +109,8 @@ pub fn scan(input: &TrainInput) -> Result<Vec<DataFile>, TrainError> {
             flow?;
             rows += 1;
         }
-        tracing::info!(file = %path.display(), rows, skipped_rows = reader.skipped_rows(), "scanned training data");
+        let skipped_rows = reader.skipped_rows();
+        tracing::info!(file = %path.display(), rows, skipped_rows, "scanned training data");
         files.push(DataFile {
             name: file_name(path),
             rows,
