@@ -22,31 +22,8 @@ use serde::Deserialize;
 use crate::address_plan::AddressPlanConfig;
 use crate::export::ExportProtocol;
 use crate::model::bundle::{Bundle, MANIFEST_FILE};
+pub use crate::model::runtime::Device;
 use crate::net::{CollectorConfig, ExportConfig, Transport};
-
-/// Where ONNX Runtime runs the generator.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    /// The CPU execution provider.
-    #[default]
-    Cpu,
-    /// The CUDA execution provider; start-up fails when it cannot be registered.
-    Cuda,
-    /// CUDA when it can be registered, else the CPU with one warning.
-    Auto,
-}
-
-impl Device {
-    /// The name the model loader takes (`cpu`, `cuda`, `auto`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::Auto => "auto",
-        }
-    }
-}
 
 /// How the send rate varies over the day.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

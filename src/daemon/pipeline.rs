@@ -89,7 +89,7 @@ fn load_options(settings: &Settings, seed: u64, thread: usize) -> crate::model::
         seed: seed.wrapping_add(thread as u64),
         onnxruntime_path: (!model.onnxruntime.as_os_str().is_empty())
             .then(|| model.onnxruntime.clone()),
-        device: model.device.name().to_owned(),
+        device: model.device.to_string(),
         intra_op_threads: model.intra_op_threads,
         batch: model.batch,
     }
