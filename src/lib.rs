@@ -11,6 +11,7 @@
 //! [`eval`] scores synthetic flows against held-out real ones.
 
 pub mod address_plan;
+pub mod bench;
 pub mod daemon;
 pub mod data;
 pub mod eval;

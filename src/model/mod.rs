@@ -7,6 +7,7 @@ pub mod bins;
 pub mod bundle;
 pub mod codebook;
 pub mod decode;
+pub mod ewgan;
 pub mod features;
 #[cfg(test)]
 mod fixtures;
@@ -69,9 +70,6 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Box<dyn FlowGenerator>,
             dir,
             options.seed,
         )?)),
-        kind @ ModelKind::Ewgan => Err(BundleError::KindNotLoadable {
-            path: dir.to_path_buf(),
-            kind,
-        }),
+        ModelKind::Ewgan => Ok(Box::new(ewgan::EwganGenerator::load(dir, options)?)),
     }
 }
