@@ -142,7 +142,7 @@ pub struct Codebook {
 }
 
 /// Knobs for fitting a codebook to training flows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodebookParams {
     /// Address vocabulary (counts over source and destination together).
@@ -155,18 +155,6 @@ pub struct CodebookParams {
     pub ip2vec: Ip2VecParams,
     /// How addresses are classed for rare-value pooling.
     pub address_classes: AddressClasses,
-}
-
-impl Default for CodebookParams {
-    fn default() -> Self {
-        CodebookParams {
-            addresses: VocabParams::default(),
-            ports: VocabParams::default(),
-            bins: BinParams::default(),
-            ip2vec: Ip2VecParams::default(),
-            address_classes: AddressClasses::default(),
-        }
-    }
 }
 
 impl Codebook {
