@@ -34,8 +34,8 @@ pub enum PipelineError {
     Model {
         /// The bundle directory.
         path: PathBuf,
-        /// What the loader reported.
-        error: BundleError,
+        /// What the loader reported (boxed: runtime errors are large).
+        error: Box<BundleError>,
     },
     /// The rate profile does not fit the bundle.
     #[error("rate.profile: {0}")]
@@ -66,7 +66,7 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
     let path = settings.model.path.clone();
     let model_error = |error| PipelineError::Model {
         path: path.clone(),
-        error,
+        error: Box::new(error),
     };
     // Without a configured seed every load draws one, so a reload or a restart
     // does not replay the same flows.

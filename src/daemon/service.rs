@@ -158,10 +158,10 @@ async fn load_off_runtime(config: Config) -> Result<LoadedModel, PipelineError> 
         .unwrap_or_else(|join| {
             Err(PipelineError::Model {
                 path,
-                error: crate::model::bundle::BundleError::Io {
+                error: Box::new(crate::model::bundle::BundleError::Io {
                     path: PathBuf::new(),
                     source: std::io::Error::other(format!("model loader panicked: {join}")),
-                },
+                }),
             })
         })
 }
