@@ -209,7 +209,8 @@ impl Pipeline {
 
     /// Switches to a new configuration and model. When the collectors and
     /// `[export]` are unchanged the streams carry on (templates, sequence
-    /// numbers); otherwise every stream is reopened. On error nothing changed.
+    /// numbers); otherwise every stream is reopened. On error nothing changed,
+    /// except for [`PipelineError::Threads`]: then no generator runs any more.
     pub fn reload(&mut self, settings: &Settings, model: LoadedModel) -> Result<(), PipelineError> {
         let schedule = schedule_for(settings, model.day_profile.as_deref())?;
         let addresses = Arc::new(AddressPlan::new(&settings.addresses)?);
