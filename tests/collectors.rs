@@ -577,3 +577,65 @@ fn original_pace_keeps_the_files_timing() {
         assert_eq!(flow.duration_ms, 250);
     }
 }
+
+/// `flowgen replay --config`: collectors and the address plan come from the
+/// file; a mistyped key stops it with the key named and a non-zero exit.
+#[test]
+fn replay_reads_collectors_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_test_input(dir.path(), 50);
+    let expected = expected_flows(&input).len();
+    let sink = Sink::start();
+    let config = dir.path().join("flowgen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = \"ignored by replay\"\n\n[[collector]]\naddress = \"{}\"\nprotocol = \"netflow9\"\n\n\
+             [addresses]\ntoken_pools = [\"45.0.0.0/8\"]\n",
+            sink.address
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowgen"))
+        .args(["replay", "--rate", "0", "--input"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut counter = RecordCounter::default();
+    let datagrams = sink.stop();
+    let records: usize = datagrams
+        .iter()
+        .map(|(_, _, m)| counter.count(m).unwrap().records)
+        .sum();
+    assert_eq!(records, expected);
+    assert!(
+        datagrams.iter().all(|(_, _, m)| m[..2] == [0, 9]),
+        "netflow v9 as configured"
+    );
+
+    std::fs::write(
+        &config,
+        "[[collector]]\naddress = \"127.0.0.1:9\"\nprotocl = \"ipfix\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowgen"))
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("protocl") && stderr.contains("flowgen.toml"),
+        "{stderr}"
+    );
+}
