@@ -1,17 +1,17 @@
 //! Prints milliseconds per WGAN-GP iteration (n_critic critic steps with the gradient
 //! penalty, then one generator step) for a few network widths.
 //!
-//! `cargo run --release --example wgan_iteration [row_width]` (default row width 80).
+//! `cargo run --release --example wgan_iteration [row_width] [threads]` (defaults: row
+//! width 80, one thread).
 
 use std::time::Instant;
 
 use flowgen::model::wgan::{train, Progress, WganParams};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dim: usize = match std::env::args().nth(1) {
-        Some(arg) => arg.parse()?,
-        None => 80,
-    };
+    let mut args = std::env::args().skip(1);
+    let dim: usize = args.next().map_or(Ok(80), |a| a.parse())?;
+    let threads: usize = args.next().map_or(Ok(1), |a| a.parse())?;
     let batch = 256;
     let n_critic = 5;
     // Four generator steps per epoch.
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
 
-    println!("row width {dim}, batch {batch}, n_critic {n_critic}, one thread");
+    println!("row width {dim}, batch {batch}, n_critic {n_critic}, threads {threads}");
     for (generator, critic) in [(256, 256), (128, 128), (128, 256)] {
         let params = WganParams {
             hidden: vec![generator; 3],
@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch,
             n_critic,
             epochs: 5,
+            threads,
             ..WganParams::default()
         };
         let started = Instant::now();

@@ -5,8 +5,10 @@
 //! exported as ONNX) and writes a model bundle; at run time the bundle's
 //! generator produces flow vectors that [`model`] decodes back into [`flow::Flow`]s;
 //! [`pace`] spreads them over time, [`export`] encodes them (no I/O, no clock)
-//! and [`net`] sends them to collectors. [`daemon`] wires this into a service,
-//! and [`eval`] scores synthetic flows against held-out real ones.
+//! and [`net`] sends them to collectors; [`address_plan`] turns anonymised
+//! tokens into addresses on the way. [`daemon`] wires this into a service,
+//! [`replay`] streams a real flow file through the same exporter, and
+//! [`eval`] scores synthetic flows against held-out real ones.
 
 pub mod address_plan;
 pub mod bench;
@@ -18,3 +20,4 @@ pub mod flow;
 pub mod model;
 pub mod net;
 pub mod pace;
+pub mod replay;

@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use flowgen::data::ReadOptions;
+use flowgen::model::ewgan::{self, EwganParams};
+use flowgen::model::runtime::RuntimeOptions;
 use flowgen::model::train::{self, TrainInput};
+use flowgen::model::wgan::Progress;
 
 /// Train a flow model from real flow files and write it as a model bundle.
 #[derive(Parser)]
@@ -28,6 +32,91 @@ struct Cli {
     /// Share of flows held out for evaluation, written to the bundle's holdout.csv.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
     holdout: f64,
+    #[command(flatten)]
+    ewgan: EwganArgs,
+}
+
+/// Knobs of `--kind ewgan`; each overrides the defaults or the `--params` file.
+#[derive(clap::Args)]
+#[command(next_help_heading = "E-WGAN-GP options")]
+struct EwganArgs {
+    /// JSON file with every hyper-parameter (the manifest's `hyperparameters` object).
+    #[arg(long, value_name = "FILE")]
+    params: Option<PathBuf>,
+    /// WGAN-GP passes over the training flows.
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Width of each IP2Vec embedding.
+    #[arg(long, value_name = "D")]
+    embedding_dim: Option<usize>,
+    /// IP2Vec passes over the training flows.
+    #[arg(long, value_name = "N")]
+    ip2vec_epochs: Option<usize>,
+    /// Fewest occurrences for an address or port to get its own word.
+    #[arg(long, value_name = "N")]
+    min_count: Option<u64>,
+    /// Generator hidden layer widths, comma-separated.
+    #[arg(long, value_name = "W,W,...", value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Critic hidden layer widths, comma-separated.
+    #[arg(long, value_name = "W,W,...", value_delimiter = ',')]
+    critic_hidden: Option<Vec<usize>>,
+    /// Width of the generator's noise input.
+    #[arg(long, value_name = "N")]
+    noise_dim: Option<usize>,
+    /// Rows per WGAN-GP batch.
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+    /// Most training flows used (a seeded uniform sample beyond).
+    #[arg(long, value_name = "N")]
+    max_flows: Option<usize>,
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then where scripts/setup puts it).
+    #[arg(long, value_name = "FILE")]
+    onnxruntime: Option<PathBuf>,
+}
+
+impl EwganArgs {
+    /// The hyper-parameters: defaults, then the `--params` file, then each flag.
+    fn params(&self) -> anyhow::Result<EwganParams> {
+        let mut params = match &self.params {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: bad hyper-parameters", path.display()))?
+            }
+            None => EwganParams::default(),
+        };
+        if let Some(n) = self.epochs {
+            params.wgan.epochs = n;
+        }
+        if let Some(d) = self.embedding_dim {
+            params.codebook.ip2vec.dim = d;
+        }
+        if let Some(n) = self.ip2vec_epochs {
+            params.codebook.ip2vec.epochs = n;
+        }
+        if let Some(n) = self.min_count {
+            params.codebook.addresses.min_count = n;
+            params.codebook.ports.min_count = n;
+        }
+        if let Some(widths) = &self.hidden {
+            params.wgan.hidden = widths.clone();
+        }
+        if let Some(widths) = &self.critic_hidden {
+            params.wgan.critic_hidden = widths.clone();
+        }
+        if let Some(n) = self.noise_dim {
+            params.wgan.noise_dim = n;
+        }
+        if let Some(n) = self.batch {
+            params.wgan.batch = n;
+        }
+        if let Some(n) = self.max_flows {
+            params.max_training_flows = n;
+        }
+        Ok(params)
+    }
 }
 
 /// Model kinds the trainer builds.
@@ -62,7 +151,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let manifest = match cli.kind {
         Kind::Baseline => train::train_baseline(&input, &cli.out)?,
-        Kind::Ewgan => anyhow::bail!("training ewgan models is not built yet; use --kind baseline"),
+        Kind::Ewgan => {
+            let params = cli.ewgan.params()?;
+            let runtime = RuntimeOptions {
+                library_path: cli.ewgan.onnxruntime.clone(),
+                ..RuntimeOptions::default()
+            };
+            ewgan::train_ewgan(&input, &cli.out, &params, &runtime, Progress::Bar)?
+        }
     };
 
     let data = &manifest.training_data;
@@ -85,7 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,7 +5,10 @@
 //!
 //! Real data is the yardstick: given the training flows, [`evaluate`] also
 //! scores a same-size random draw of them against the reference, which shows
-//! what a perfect generator would score on each metric.
+//! what a perfect generator would score on each metric. Compare with it, not
+//! with zero: JSD, density and coverage depend on the set sizes. On the
+//! CIDDS-001 sample, 2,048 real flows against 4,096 others score JSD 0.145
+//! and coverage 0.87; against 2,048 others JSD 0.152 and coverage 0.97.
 //!
 //! Everything is held in memory and density/coverage grows with the product
 //! of the set sizes: this is meant for samples of up to some tens of
@@ -25,9 +28,11 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 pub use checks::{run_checks, Check, CheckScore, Checks};
-pub use correlation::{correlation_matrix, pairwise_correlation_difference};
+pub use correlation::{correlation_matrix, pairwise_correlation_difference, CorrelationMatrix};
 pub use distance::{jensen_shannon, scaled_wasserstein, wasserstein, Emd, Jsd};
-pub use features::{feature_matrix, feature_vector, FeatureVector, Moments, FEATURE_NAMES};
+pub use features::{
+    feature_matrix, feature_vector, FeatureVector, Moments, FEATURE_COUNT, FEATURE_NAMES,
+};
 pub use neighbours::{density_coverage, DensityCoverage, RealBalls};
 pub use network::{is_broadcast, is_multicast, Cidr, CidrError, InternalNetwork};
 

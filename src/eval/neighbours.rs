@@ -71,15 +71,17 @@ impl RealBalls {
 
     /// How many (ball, fake point) pairs have the point strictly inside the
     /// ball, and which balls hold any of `fake`.
+    // Indexing instead of zipped iterators: unoptimised test builds run the
+    // zips several times slower, and this loop body runs n * m times.
+    #[allow(clippy::needless_range_loop)]
     fn count_inside(&self, fake: &[FeatureVector]) -> (u64, Vec<bool>) {
         let mut covered = vec![false; self.centres.len()];
         let mut count = 0u64;
         for point in fake {
-            let balls = self.centres.iter().zip(&self.squared_radii);
-            for ((centre, &radius), hit) in balls.zip(covered.iter_mut()) {
-                let inside = squared_distance(centre, point) < radius;
+            for i in 0..self.centres.len() {
+                let inside = squared_distance(&self.centres[i], point) < self.squared_radii[i];
                 count += u64::from(inside);
-                *hit |= inside;
+                covered[i] |= inside;
             }
         }
         (count, covered)
@@ -106,9 +108,11 @@ fn kth_neighbour_squared_distances(real: &[FeatureVector], k: usize) -> Vec<f64>
             .iter()
             .map(|&i| {
                 nearest.clear();
-                for (j, other) in real.iter().enumerate() {
-                    if j != i {
-                        keep_smallest(&mut nearest, k, squared_distance(&real[i], other));
+                for j in 0..real.len() {
+                    let distance = squared_distance(&real[i], &real[j]);
+                    let full_and_farther = nearest.len() == k && distance >= nearest[k - 1];
+                    if j != i && !full_and_farther {
+                        keep_smallest(&mut nearest, k, distance);
                     }
                 }
                 nearest[k - 1]
@@ -152,16 +156,25 @@ fn parallel_chunks<T: Sync, R: Send>(items: &[T], work: impl Fn(&[T]) -> R + Syn
 }
 
 /// Squared Euclidean distance, summed in four lanes so that it vectorises.
+/// Plain indexing rather than iterator adaptors keeps unoptimised (test)
+/// builds usable: this runs tens of millions of times per evaluation.
 #[inline]
 fn squared_distance(a: &FeatureVector, b: &FeatureVector) -> f64 {
-    const LANES: usize = 4;
-    const _: () = assert!(FEATURE_COUNT % LANES == 0);
-    let mut lanes = [0.0; LANES];
-    for (ca, cb) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for lane in 0..LANES {
-            let d = ca[lane] - cb[lane];
-            lanes[lane] += d * d;
-        }
+    const _: () = assert!(FEATURE_COUNT % 4 == 0);
+    let mut lanes = [0.0; 4];
+    let mut i = 0;
+    while i < FEATURE_COUNT {
+        let d = [
+            a[i] - b[i],
+            a[i + 1] - b[i + 1],
+            a[i + 2] - b[i + 2],
+            a[i + 3] - b[i + 3],
+        ];
+        lanes[0] += d[0] * d[0];
+        lanes[1] += d[1] * d[1];
+        lanes[2] += d[2] * d[2];
+        lanes[3] += d[3] * d[3];
+        i += 4;
     }
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }

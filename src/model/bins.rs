@@ -127,6 +127,7 @@ pub struct VolumeBins {
 
 /// Knobs for fitting [`VolumeBins`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BinParams {
     /// Ratio between successive raw duration bin edges (in `1 + ms`).
     pub duration_ratio: f64,

@@ -84,16 +84,16 @@ pub enum BundleError {
         /// What is wrong with it.
         message: String,
     },
-    /// The bundle is of a kind this build cannot load.
-    #[error(
-        "{path}: {kind} bundles are loaded by model::ewgan, which this build does not have yet",
-        path = path.display()
-    )]
-    KindNotLoadable {
-        /// The bundle folder.
-        path: PathBuf,
-        /// Its kind.
-        kind: ModelKind,
+    /// ONNX Runtime could not load or run the bundle's generator.
+    #[error(transparent)]
+    Runtime(#[from] super::runtime::RuntimeError),
+    /// A load option has a value the kind cannot use.
+    #[error("model option {option}: {message}")]
+    BadOption {
+        /// The option (`device`, ...).
+        option: &'static str,
+        /// What is wrong with it.
+        message: String,
     },
 }
 

@@ -50,6 +50,7 @@ use super::features::{
 };
 use super::ip2vec::{self, Corpus, Embeddings, Ip2VecError, Ip2VecParams, Slot, SLOTS};
 use super::vocab::{port_class, AddressClasses, VocabParams, Vocabulary, Word, WordId};
+use super::wgan::Progress;
 use crate::flow::{Address, Flow};
 
 /// The codebook's file name inside a bundle.
@@ -140,6 +141,7 @@ pub struct Codebook {
 
 /// Knobs for fitting a codebook to training flows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CodebookParams {
     /// Address vocabulary (counts over source and destination together).
     pub addresses: VocabParams,
@@ -155,13 +157,9 @@ pub struct CodebookParams {
 
 impl Default for CodebookParams {
     fn default() -> Self {
-        let vocab = VocabParams {
-            min_count: 3,
-            max_rare_values: 4096,
-        };
         CodebookParams {
-            addresses: vocab,
-            ports: vocab,
+            addresses: VocabParams::default(),
+            ports: VocabParams::default(),
             bins: BinParams::default(),
             ip2vec: Ip2VecParams::default(),
             address_classes: AddressClasses::default(),
@@ -176,6 +174,7 @@ impl Codebook {
         flows: &[Flow],
         params: &CodebookParams,
         seed: u64,
+        progress: Progress,
     ) -> Result<Codebook, Ip2VecError> {
         let flows: Vec<&Flow> = flows
             .iter()
@@ -249,7 +248,7 @@ impl Codebook {
             }),
             sentences: flows.iter().filter_map(|f| codebook.words_of(f)).collect(),
         };
-        let embeddings = ip2vec::train(&corpus, &params.ip2vec, rng.next_u64())?;
+        let embeddings = ip2vec::train(&corpus, &params.ip2vec, rng.next_u64(), progress)?;
         codebook.embeddings = codebook.tables_from(&embeddings);
         Ok(codebook)
     }
@@ -493,7 +492,7 @@ mod tests {
             },
             ..CodebookParams::default()
         };
-        let codebook = Codebook::fit(&flows, &params, 9).unwrap();
+        let codebook = Codebook::fit(&flows, &params, 9, Progress::Hidden).unwrap();
         (flows, codebook)
     }
 
@@ -560,8 +559,11 @@ mod tests {
     fn a_seed_reproduces_the_codebook() {
         let flows = office_flows(500, 2);
         let params = CodebookParams::default();
-        let a = Codebook::fit(&flows, &params, 4).unwrap();
-        assert_eq!(a, Codebook::fit(&flows, &params, 4).unwrap());
+        let a = Codebook::fit(&flows, &params, 4, Progress::Hidden).unwrap();
+        assert_eq!(
+            a,
+            Codebook::fit(&flows, &params, 4, Progress::Hidden).unwrap()
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use super::output::{ColumnActivation, OutputActivation};
 use crate::flow::{Protocol, TcpFlags};
 
 /// Milliseconds in a day.
@@ -162,18 +163,6 @@ impl WordKind {
     }
 }
 
-/// The output activation the generator applies to a group of columns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColumnActivation {
-    /// Logistic function, values in `(0, 1)`.
-    Sigmoid,
-    /// Softmax over the group, a probability vector.
-    Softmax,
-    /// Hyperbolic tangent, values in `(-1, 1)`.
-    Tanh,
-}
-
 /// A named group of consecutive columns, as listed in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnGroup {
@@ -184,13 +173,22 @@ pub struct ColumnGroup {
     /// Number of columns.
     pub len: usize,
     /// The generator's output activation over these columns.
-    pub activation: ColumnActivation,
+    pub activation: OutputActivation,
 }
 
 impl ColumnGroup {
     /// The columns as a range.
     pub fn range(&self) -> Range<usize> {
         self.start..self.start + self.len
+    }
+
+    /// The group as the generator's output activation over its columns.
+    pub fn activation_range(&self) -> ColumnActivation {
+        ColumnActivation {
+            start: self.start,
+            end: self.start + self.len,
+            activation: self.activation,
+        }
     }
 }
 
@@ -255,16 +253,16 @@ impl FeatureLayout {
         };
         let tod = self.time_of_day();
         let mut groups = vec![
-            group("time_of_day", tod..tod + 1, ColumnActivation::Sigmoid),
-            group("weekday", self.weekday(), ColumnActivation::Softmax),
-            group("protocol", self.protocol(), ColumnActivation::Softmax),
-            group("tcp_flags", self.flags(), ColumnActivation::Sigmoid),
+            group("time_of_day", tod..tod + 1, OutputActivation::Sigmoid),
+            group("weekday", self.weekday(), OutputActivation::Softmax),
+            group("protocol", self.protocol(), OutputActivation::Softmax),
+            group("tcp_flags", self.flags(), OutputActivation::Sigmoid),
         ];
         for field in EmbeddedField::ALL {
             groups.push(group(
                 field.name(),
                 self.field(field),
-                ColumnActivation::Tanh,
+                OutputActivation::Tanh,
             ));
         }
         groups

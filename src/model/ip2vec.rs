@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::WordKind;
 use super::vocab::WordId;
+use super::wgan::Progress;
 
 /// A position in a flow sentence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -129,6 +130,7 @@ impl PairSet {
 
 /// Knobs of the skip-gram.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Ip2VecParams {
     /// Embedding width.
     pub dim: usize,
@@ -218,7 +220,12 @@ impl Embeddings {
 /// Words that never occur in the corpus (the unknown word, unused flag
 /// combinations) get the occurrence-weighted mean vector of their kind, so
 /// that encoding an unseen value lands in the middle of its kind.
-pub fn train(corpus: &Corpus, params: &Ip2VecParams, seed: u64) -> Result<Embeddings, Ip2VecError> {
+pub fn train(
+    corpus: &Corpus,
+    params: &Ip2VecParams,
+    seed: u64,
+    progress: Progress,
+) -> Result<Embeddings, Ip2VecError> {
     validate(corpus, params)?;
     let dim = params.dim;
     let offsets = kind_offsets(&corpus.vocab_sizes);
@@ -239,7 +246,7 @@ pub fn train(corpus: &Corpus, params: &Ip2VecParams, seed: u64) -> Result<Embedd
     let mut order: Vec<usize> = (0..corpus.sentences.len()).collect();
     let mut grad = vec![0.0f32; dim];
     let started = Instant::now();
-    let bar = progress_bar(params.epochs);
+    let bar = progress_bar(progress, params.epochs);
 
     for epoch in 0..params.epochs {
         order.shuffle(&mut rng);
@@ -461,7 +468,10 @@ fn fill_unseen_words(input: &mut [f32], counts: &[u64], offsets: &[usize], dim: 
     }
 }
 
-fn progress_bar(epochs: usize) -> ProgressBar {
+fn progress_bar(progress: Progress, epochs: usize) -> ProgressBar {
+    if progress == Progress::Hidden {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(epochs as u64);
     if let Ok(style) =
         ProgressStyle::with_template("ip2vec {bar:30} epoch {pos}/{len} {msg} [{elapsed}]")
@@ -514,7 +524,7 @@ mod tests {
             epochs: 20,
             ..Ip2VecParams::default()
         };
-        let emb = train(&two_communities(), &params, 42).unwrap();
+        let emb = train(&two_communities(), &params, 42, Progress::Hidden).unwrap();
         let a = |w| emb.vector(WordKind::Address, w);
         // Clients 2 and 3 (community 0) are nearer each other than to client 5 (community 1).
         let same = distance(a(2), a(3));
@@ -531,14 +541,20 @@ mod tests {
             ..Ip2VecParams::default()
         };
         let corpus = two_communities();
-        let first = train(&corpus, &params, 7).unwrap();
-        assert_eq!(first, train(&corpus, &params, 7).unwrap());
-        assert_ne!(first, train(&corpus, &params, 8).unwrap());
+        let first = train(&corpus, &params, 7, Progress::Hidden).unwrap();
+        assert_eq!(first, train(&corpus, &params, 7, Progress::Hidden).unwrap());
+        assert_ne!(first, train(&corpus, &params, 8, Progress::Hidden).unwrap());
     }
 
     #[test]
     fn unseen_words_sit_at_the_weighted_mean() {
-        let emb = train(&two_communities(), &Ip2VecParams::default(), 1).unwrap();
+        let emb = train(
+            &two_communities(),
+            &Ip2VecParams::default(),
+            1,
+            Progress::Hidden,
+        )
+        .unwrap();
         // Address word 8 never occurs: 0, 1 (servers) and 2..8 (clients) do.
         let unseen = emb.vector(WordKind::Address, 8);
         let mut mean = vec![0.0f32; emb.dim];
@@ -554,12 +570,17 @@ mod tests {
     #[test]
     fn bad_corpora_are_refused() {
         assert!(matches!(
-            train(&Corpus::default(), &Ip2VecParams::default(), 1),
+            train(
+                &Corpus::default(),
+                &Ip2VecParams::default(),
+                1,
+                Progress::Hidden
+            ),
             Err(Ip2VecError::EmptyCorpus)
         ));
         let mut corpus = two_communities();
         corpus.sentences[5][Slot::DstPort.index()] = 9;
-        let err = train(&corpus, &Ip2VecParams::default(), 1).unwrap_err();
+        let err = train(&corpus, &Ip2VecParams::default(), 1, Progress::Hidden).unwrap_err();
         assert_eq!(
             err.to_string(),
             "ip2vec sentence 5 has word 9 in slot DstPort, beyond the 4 port words"

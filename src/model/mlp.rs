@@ -3,8 +3,9 @@
 //!
 //! Matrices are row-major `f32`. A batch of `batch` rows of width `d` is a slice of
 //! `batch * d` values; a layer's weight is `in_dim x out_dim`, so `Z = X W + b`.
-//! Hidden layers apply LeakyReLU; the last layer is linear. Everything runs on one
-//! thread, so results are bit-for-bit reproducible for a given input.
+//! Hidden layers apply LeakyReLU; the last layer is linear. Large matrix products can be
+//! split by rows of the result over a few scoped threads; each value is still computed by
+//! one thread in the same order, so results are bit-for-bit the same for any thread count.
 
 use rand::Rng;
 
@@ -51,6 +52,8 @@ pub struct Mlp {
 /// Values kept from a forward pass for the backward pass and the gradient penalty.
 #[derive(Debug, Default)]
 pub struct Tape {
+    /// Threads for the matrix products (0 counts as 1).
+    threads: usize,
     batch: usize,
     /// `inputs[l]` is the input of layer `l` (the batch itself for `l = 0`).
     inputs: Vec<Vec<f32>>,
@@ -65,6 +68,14 @@ pub struct Tape {
 }
 
 impl Tape {
+    /// An empty tape whose passes split large matrix products over `threads` threads.
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads,
+            ..Self::default()
+        }
+    }
+
     /// The pre-activation output of the last layer from the latest forward pass.
     pub fn output(&self) -> &[f32] {
         self.pre.last().map_or(&[], Vec::as_slice)
@@ -118,6 +129,7 @@ impl Mlp {
         assert_eq!(x.len(), batch * self.in_dim(), "mlp input shape");
         let depth = self.layers.len();
         tape.batch = batch;
+        let threads = tape.threads;
         tape.inputs.resize_with(depth, Vec::new);
         tape.pre.resize_with(depth, Vec::new);
         tape.inputs[0].clear();
@@ -126,7 +138,7 @@ impl Mlp {
         for (l, layer) in self.layers.iter().enumerate() {
             let z = &mut tape.pre[l];
             z.resize(batch * layer.out_dim, 0.0);
-            affine(layer, &tape.inputs[l], batch, z);
+            affine(layer, &tape.inputs[l], batch, z, threads);
             if l + 1 < depth {
                 let h = &mut tape.inputs[l + 1];
                 h.clear();
@@ -146,7 +158,7 @@ impl Mlp {
         mut grads: Option<&mut [Dense]>,
         grad_in: Option<&mut Vec<f32>>,
     ) {
-        let batch = tape.batch;
+        let (batch, threads) = (tape.batch, tape.threads);
         assert_eq!(
             grad_out.len(),
             batch * self.out_dim(),
@@ -157,7 +169,8 @@ impl Mlp {
 
         for (l, layer) in self.layers.iter().enumerate().rev() {
             if let Some(grads) = grads.as_deref_mut() {
-                accumulate_layer_grad(layer, &tape.inputs[l], &tape.delta, batch, &mut grads[l]);
+                let (x, delta) = (&tape.inputs[l], &tape.delta);
+                accumulate_layer_grad(layer, x, delta, batch, &mut grads[l], threads);
             }
             let wants_input = l > 0 || grad_in.is_some();
             if !wants_input {
@@ -170,6 +183,7 @@ impl Mlp {
                 (&layer.w, true),
                 &mut tape.delta_prev,
                 0.0,
+                threads,
             );
             if l > 0 {
                 let slope = self.leaky_slope;
@@ -195,7 +209,7 @@ impl Mlp {
     /// adjoint `dP/dg`. Biases only move the masks and so get no gradient (almost everywhere).
     pub fn gradient_penalty(&self, tape: &mut Tape, lambda: f32, grads: &mut [Dense]) -> f32 {
         assert_eq!(self.out_dim(), 1, "gradient penalty needs a scalar critic");
-        let batch = tape.batch;
+        let (batch, threads) = (tape.batch, tape.threads);
         let hidden = self.layers.len() - 1;
         self.input_gradient_chain(tape);
 
@@ -210,6 +224,7 @@ impl Mlp {
                 (v, false),
                 &mut grads[l].w,
                 1.0,
+                threads,
             );
             let next = &mut tape.penalty_u_next;
             next.resize(batch * layer.out_dim, 0.0);
@@ -219,6 +234,7 @@ impl Mlp {
                 (&layer.w, false),
                 next,
                 0.0,
+                threads,
             );
             for (u, &z) in next.iter_mut().zip(&tape.pre[l]) {
                 *u *= leaky_grad(z, self.leaky_slope);
@@ -239,7 +255,7 @@ impl Mlp {
     /// `tape.penalty_u` (`batch x in_dim`) and each hidden layer's `u_l * d_l` in
     /// `tape.penalty_v`.
     fn input_gradient_chain(&self, tape: &mut Tape) {
-        let batch = tape.batch;
+        let (batch, threads) = (tape.batch, tape.threads);
         let hidden = self.layers.len() - 1;
         let top = &self.layers[hidden];
         tape.penalty_v.resize_with(hidden, Vec::new);
@@ -266,6 +282,7 @@ impl Mlp {
                 (&layer.w, true),
                 &mut tape.penalty_u,
                 0.0,
+                threads,
             );
         }
     }
@@ -297,7 +314,7 @@ fn penalty_adjoint(g: &mut [f32], dim: usize, batch: usize, lambda: f32) -> f32 
 }
 
 /// `z = x w + b` for one layer.
-fn affine(layer: &Dense, x: &[f32], batch: usize, z: &mut [f32]) {
+fn affine(layer: &Dense, x: &[f32], batch: usize, z: &mut [f32], threads: usize) {
     for row in z.chunks_exact_mut(layer.out_dim) {
         row.copy_from_slice(&layer.b);
     }
@@ -307,17 +324,26 @@ fn affine(layer: &Dense, x: &[f32], batch: usize, z: &mut [f32]) {
         (&layer.w, false),
         z,
         1.0,
+        threads,
     );
 }
 
 /// Adds `x^T delta` to the weight gradient and the column sums of `delta` to the bias's.
-fn accumulate_layer_grad(layer: &Dense, x: &[f32], delta: &[f32], batch: usize, grad: &mut Dense) {
+fn accumulate_layer_grad(
+    layer: &Dense,
+    x: &[f32],
+    delta: &[f32],
+    batch: usize,
+    grad: &mut Dense,
+    threads: usize,
+) {
     gemm(
         (layer.in_dim, batch, layer.out_dim),
         (x, true),
         (delta, false),
         &mut grad.w,
         1.0,
+        threads,
     );
     for row in delta.chunks_exact(layer.out_dim) {
         for (g, &d) in grad.b.iter_mut().zip(row) {
@@ -344,24 +370,82 @@ fn leaky_grad(z: f32, slope: f32) -> f32 {
     }
 }
 
+/// Products with fewer multiply-adds than this stay on one thread: below it, starting a
+/// thread costs more than it saves.
+const PARALLEL_MIN_MULTIPLY_ADDS: usize = 1 << 21;
+
 /// `c = op(a) op(b) + beta c` for row-major matrices, with `op(a)` of shape `m x k` and
-/// `op(b)` of shape `k x n`; a `true` flag means the slice holds the transpose.
+/// `op(b)` of shape `k x n`; a `true` flag means the slice holds the transpose. Large
+/// products are split by rows of `c` over up to `threads` threads.
 fn gemm(
     (m, k, n): (usize, usize, usize),
     (a, a_transposed): (&[f32], bool),
     (b, b_transposed): (&[f32], bool),
     c: &mut [f32],
     beta: f32,
+    threads: usize,
 ) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm shapes"
     );
+    // Strides of op(a): moving one row down, one column right.
     let (rsa, csa) = if a_transposed { (1, m) } else { (k, 1) };
     let (rsb, csb) = if b_transposed { (1, k) } else { (n, 1) };
+    let parts = threads.clamp(1, m.max(1));
+    if parts == 1 || m * k * n < PARALLEL_MIN_MULTIPLY_ADDS {
+        sgemm(
+            (m, k, n),
+            (a, rsa, csa),
+            (b, rsb, csb),
+            &mut c[..m * n],
+            beta,
+        );
+        return;
+    }
+    let rows_per_part = m.div_ceil(parts);
+    std::thread::scope(|scope| {
+        for (part, c_rows) in c[..m * n].chunks_mut(rows_per_part * n).enumerate() {
+            let first_row = part * rows_per_part;
+            let rows = c_rows.len() / n;
+            let a_part = &a[first_row * rsa..];
+            let mut job = move || {
+                sgemm(
+                    (rows, k, n),
+                    (a_part, rsa, csa),
+                    (b, rsb, csb),
+                    c_rows,
+                    beta,
+                )
+            };
+            if first_row + rows == m {
+                job();
+            } else {
+                scope.spawn(job);
+            }
+        }
+    });
+}
+
+/// One call of `matrixmultiply::sgemm` with explicit strides; `c` is `m x n` contiguous.
+fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    c: &mut [f32],
+    beta: f32,
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.saturating_sub(1)) * rs + (cols.saturating_sub(1)) * cs
+    };
+    assert!(
+        m == 0 || k == 0 || (last(m, k, rsa, csa) < a.len() && last(k, n, rsb, csb) < b.len()),
+        "gemm operand strides"
+    );
+    assert_eq!(c.len(), m * n, "gemm result shape");
     let stride = |s: usize| isize::try_from(s).expect("matrix stride fits isize");
-    // SAFETY: the assert above guarantees that every index the strides reach lies
-    // inside the slices, and `c` is borrowed mutably so it aliases neither `a` nor `b`.
+    // SAFETY: the asserts above keep every element the strides reach inside `a`, `b` and
+    // `c`, and `c` is borrowed mutably so it aliases neither operand.
     unsafe {
         matrixmultiply::sgemm(
             m,

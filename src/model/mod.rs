@@ -7,13 +7,16 @@ pub mod bins;
 pub mod bundle;
 pub mod codebook;
 pub mod decode;
+pub mod ewgan;
 pub mod features;
 #[cfg(test)]
 mod fixtures;
 pub mod generate;
 pub mod ip2vec;
 pub mod mlp;
+pub mod onnx;
 pub mod output;
+pub mod runtime;
 pub mod train;
 pub mod vocab;
 pub mod wgan;
@@ -67,9 +70,6 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Box<dyn FlowGenerator>,
             dir,
             options.seed,
         )?)),
-        kind @ ModelKind::Ewgan => Err(BundleError::KindNotLoadable {
-            path: dir.to_path_buf(),
-            kind,
-        }),
+        ModelKind::Ewgan => Ok(Box::new(ewgan::EwganGenerator::load(dir, options)?)),
     }
 }

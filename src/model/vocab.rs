@@ -11,15 +11,13 @@
 //! unknown word, which decoding never emits.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::hash::Hash;
-use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use rand::Rng;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::eval::{is_broadcast, is_multicast, Cidr, InternalNetwork};
 use crate::flow::Address;
 
 /// Index of a word within its vocabulary.
@@ -97,11 +95,21 @@ impl<T> Word<T> {
 
 /// Knobs for building a vocabulary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VocabParams {
     /// Fewest training occurrences for a value to get its own word.
     pub min_count: u64,
     /// Most distinct values kept behind one rare word (bounds the bundle size).
     pub max_rare_values: usize,
+}
+
+impl Default for VocabParams {
+    fn default() -> Self {
+        VocabParams {
+            min_count: 3,
+            max_rare_values: 4096,
+        }
+    }
 }
 
 /// Frequent values, rare-class words and the unknown word of one attribute kind.
@@ -302,113 +310,63 @@ impl<'de, T: VocabValue> Deserialize<'de> for Vocabulary<T> {
     }
 }
 
-/// An IPv4 network such as `192.168.0.0/16`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Prefix {
-    network: u32,
-    mask: u32,
-}
-
-impl Ipv4Prefix {
-    /// The network `addr/len` (host bits cleared); `None` when `len` exceeds 32.
-    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Prefix> {
-        let mask = match len {
-            0 => 0,
-            1..=32 => u32::MAX << (32 - u32::from(len)),
-            _ => return None,
-        };
-        Some(Ipv4Prefix {
-            network: u32::from(addr) & mask,
-            mask,
-        })
-    }
-
-    /// Whether `addr` lies inside the network.
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & self.mask == self.network
-    }
-
-    /// Prefix length.
-    pub fn len(&self) -> u8 {
-        self.mask.count_ones() as u8
-    }
-
-    /// Whether this is `0.0.0.0/0`.
-    pub fn is_empty(&self) -> bool {
-        self.mask == 0
-    }
-}
-
-impl fmt::Display for Ipv4Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.len())
-    }
-}
-
-impl FromStr for Ipv4Prefix {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("bad IPv4 network {text:?}, expected e.g. 192.168.0.0/16");
-        let (addr, len) = text.trim().split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let len: u8 = len.parse().map_err(|_| bad())?;
-        Ipv4Prefix::new(addr, len).ok_or_else(bad)
-    }
-}
-
-impl Serialize for Ipv4Prefix {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Prefix {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
-    }
-}
-
 /// Sorts addresses into the classes that rare addresses are pooled by.
 ///
 /// Broadcast and multicast addresses get classes of their own so that a rare
-/// one is never decoded where a unicast host belongs (Ring's checks T5, T6).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// one is never decoded where a unicast host belongs (Ring's checks T5, T6);
+/// the classes follow the definitions of [`crate::eval`].
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AddressClasses {
     /// Networks whose hosts count as internal.
-    pub internal: Vec<Ipv4Prefix>,
-}
-
-impl Default for AddressClasses {
-    fn default() -> Self {
-        AddressClasses {
-            internal: vec![Ipv4Prefix::new(Ipv4Addr::new(192, 168, 0, 0), 16)
-                .expect("a /16 is a valid prefix")],
-        }
-    }
+    pub internal: InternalNetwork,
 }
 
 impl AddressClasses {
     /// The class of an address: `internal`, `internal-broadcast`, `broadcast`,
-    /// `multicast`, `external`, `ipv6` or `token`.
+    /// `multicast`, `external`, `external-v6` or `token`.
     pub fn class_of(&self, address: &Address) -> &'static str {
+        let internal = self.internal.contains(address);
         match address {
-            Address::V4(ip) => {
-                let internal = self.internal.iter().any(|net| net.contains(*ip));
-                let broadcast = ip.is_broadcast() || ip.octets()[3] == 255;
-                match (internal, broadcast) {
-                    (true, true) => "internal-broadcast",
-                    (true, false) => "internal",
-                    (false, true) => "broadcast",
-                    (false, false) if ip.is_multicast() => "multicast",
-                    (false, false) => "external",
-                }
-            }
-            Address::V6(_) => "ipv6",
             Address::Token(_) => "token",
+            _ if is_broadcast(address) && internal => "internal-broadcast",
+            _ if is_broadcast(address) => "broadcast",
+            _ if is_multicast(address) => "multicast",
+            _ if internal => "internal",
+            Address::V4(_) => "external",
+            Address::V6(_) => "external-v6",
         }
+    }
+}
+
+/// [`AddressClasses`] as the bundle writes it: networks in CIDR notation.
+#[derive(Serialize, Deserialize)]
+struct AddressClassesFile {
+    internal: Vec<String>,
+}
+
+impl Serialize for AddressClasses {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let internal = self
+            .internal
+            .networks()
+            .iter()
+            .map(Cidr::to_string)
+            .collect();
+        AddressClassesFile { internal }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressClasses {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let file = AddressClassesFile::deserialize(deserializer)?;
+        let networks = file
+            .internal
+            .iter()
+            .map(|text| text.parse::<Cidr>().map_err(D::Error::custom))
+            .collect::<Result<_, _>>()?;
+        Ok(AddressClasses {
+            internal: InternalNetwork::new(networks),
+        })
     }
 }
 
@@ -555,17 +513,19 @@ mod tests {
         assert_eq!(class("224.0.0.251"), "multicast");
         assert_eq!(class("8.8.8.8"), "external");
         assert_eq!(class("11529_47"), "token");
-        assert_eq!(class("fe80::1"), "ipv6");
+        assert_eq!(class("fe80::1"), "external-v6");
     }
 
     #[test]
-    fn prefixes_parse_and_match() {
-        let net: Ipv4Prefix = "10.20.0.0/16".parse().unwrap();
-        assert!(net.contains(Ipv4Addr::new(10, 20, 3, 4)));
-        assert!(!net.contains(Ipv4Addr::new(10, 21, 3, 4)));
-        assert_eq!(net.to_string(), "10.20.0.0/16");
-        assert!("10.20.0.0/33".parse::<Ipv4Prefix>().is_err());
-        assert!("10.20.0.0".parse::<Ipv4Prefix>().is_err());
-        assert_eq!("0.0.0.0/0".parse::<Ipv4Prefix>().unwrap().len(), 0);
+    fn address_classes_round_trip_through_json() {
+        let classes = AddressClasses::default();
+        let json = serde_json::to_string(&classes).unwrap();
+        assert_eq!(json, r#"{"internal":["192.168.0.0/16"]}"#);
+        assert_eq!(
+            serde_json::from_str::<AddressClasses>(&json).unwrap(),
+            classes
+        );
+        let bad = serde_json::from_str::<AddressClasses>(r#"{"internal":["10.0.0.0/99"]}"#);
+        assert!(bad.unwrap_err().to_string().contains("10.0.0.0/99"));
     }
 }

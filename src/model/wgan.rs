@@ -20,7 +20,7 @@ use super::output::{self, ActivationSpecError, ColumnActivation};
 
 /// Hyper-parameters of a WGAN-GP run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct WganParams {
     /// Width of the generator's Gaussian noise input.
     pub noise_dim: usize,
@@ -49,6 +49,10 @@ pub struct WganParams {
     pub leaky_slope: f32,
     /// Activations on ranges of generator output columns; columns not listed are linear.
     pub output_activations: Vec<ColumnActivation>,
+    /// Threads for the large matrix products; the result is the same for any count. On a
+    /// busy two-core machine more than one thread was slower, because each product waits
+    /// for its slowest thread.
+    pub threads: usize,
 }
 
 impl Default for WganParams {
@@ -67,6 +71,7 @@ impl Default for WganParams {
             seed: 0,
             leaky_slope: 0.2,
             output_activations: Vec::new(),
+            threads: 1,
         }
     }
 }
@@ -267,6 +272,7 @@ pub fn train(
         rows,
         dim,
         epochs = params.epochs,
+        threads = params.threads,
         generator_steps = steps_per_epoch * params.epochs,
         "training wgan-gp"
     );
@@ -356,6 +362,7 @@ fn validate_params(p: &WganParams) -> Result<(), WganError> {
     positive("batch", p.batch)?;
     positive("n_critic", p.n_critic)?;
     positive("epochs", p.epochs)?;
+    positive("threads", p.threads)?;
     if p.hidden.contains(&0) {
         return Err(param("hidden", "layer widths must be at least 1"));
     }
@@ -573,8 +580,8 @@ impl<'d> Trainer<'d> {
             critic_grads: critic.zeros_like(),
             generator,
             critic,
-            generator_tape: Tape::default(),
-            critic_tape: Tape::default(),
+            generator_tape: Tape::with_threads(p.threads),
+            critic_tape: Tape::with_threads(p.threads),
             noise: vec![0.0; p.batch * p.noise_dim],
             fake: Vec::new(),
             stacked: vec![0.0; 2 * p.batch * dim],

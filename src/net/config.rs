@@ -90,10 +90,11 @@ impl CollectorConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {
-    /// Templates are resent after this many seconds, so that a collector that
-    /// starts late decodes within this long; default 10.
+    /// Templates are resent over UDP after this many seconds, so that a
+    /// collector that starts late decodes within this long; default 10. Over
+    /// TCP they go once per connection instead.
     pub template_refresh_s: u64,
-    /// Templates are also resent after this many messages; default 100.
+    /// Templates are also resent over UDP after this many messages; default 100.
     pub template_refresh_messages: u64,
     /// Largest export message in octets, IP and UDP headers not counted;
     /// default 1452 (a 1500-octet MTU over IPv6 or IPv4).
@@ -103,7 +104,7 @@ pub struct ExportConfig {
     /// Bytes a TCP collector may fall behind before further messages to it are
     /// dropped (and counted); default 4 MiB.
     pub tcp_max_pending_bytes: usize,
-    /// Groups of flows (about a millisecond's worth each) queued per collector
+    /// Groups of flows (2.5 ms worth each when paced) queued per collector
     /// before a collector that cannot keep up loses flows; default 256.
     pub queue_chunks: usize,
     /// Kernel send buffer per socket in bytes (`SO_SNDBUF`); 0 keeps the
@@ -132,10 +133,16 @@ impl ExportConfig {
             key: format!("export.{key}"),
             message: message.into(),
         };
-        // The largest fixed-length IPv6 record is well under 100 octets; below
-        // this, a message could not hold a template and a record.
-        if self.max_message_bytes < 256 || self.max_message_bytes > 65_535 {
-            return Err(bad("max_message_bytes", "must be between 256 and 65535"));
+        if self.stream_options(1).validate().is_err() {
+            return Err(bad(
+                "max_message_bytes",
+                &format!(
+                    "{} is outside {}..={}: a message must hold both templates and a record",
+                    self.max_message_bytes,
+                    StreamOptions::MIN_MESSAGE_BYTES,
+                    StreamOptions::MAX_MESSAGE_BYTES
+                ),
+            ));
         }
         if self.queue_chunks == 0 {
             return Err(bad("queue_chunks", "must be at least 1"));

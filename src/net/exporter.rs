@@ -153,7 +153,7 @@ fn run_sender(mut sender: CollectorSender, input: Receiver<Chunk>) {
     loop {
         match input.recv_timeout(IDLE_POLL) {
             Ok(chunk) => sender.send(&chunk, unix_now_ms()),
-            Err(RecvTimeoutError::Timeout) => sender.poll(),
+            Err(RecvTimeoutError::Timeout) => sender.poll(unix_now_ms()),
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }

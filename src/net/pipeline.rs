@@ -7,11 +7,16 @@
 //!
 //! The pace thread is the only place that waits for time. With
 //! [`Pacing::Rate`] it releases flows as the [`Pacer`] allows, about a
-//! millisecond's worth at a time, and stamps each flow to end when it is
-//! released (its duration kept). With [`Pacing::FlowEnd`] it releases each
-//! flow once the wall clock reaches the flow's end time, timestamps kept (the
-//! producer has shifted them into the present). The producer gets
-//! backpressure from the bounded channel, never from a collector.
+//! few milliseconds' worth at a time, and restamps each flow to end
+//! [`EXPORT_DELAY_MS`] before it is released (its duration kept). With
+//! [`Pacing::FlowEnd`] it releases each flow [`EXPORT_DELAY_MS`] after its end
+//! time, timestamps kept (the producer has shifted them into the present).
+//! The producer gets backpressure from the bounded channel, never from a collector.
+//!
+//! Why the delay: export headers count whole seconds and a record may not end
+//! after its message's export time, so a flow that ended within the current
+//! second would have to be moved back to the second's start; released a second
+//! after its end, it keeps its millisecond timestamps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +38,9 @@ const MAX_CHUNK_FLOWS: usize = 4096;
 /// Longest single sleep, so that rate changes and flush requests apply promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
+/// Time between a flow's end and its release: one export-header second.
+pub const EXPORT_DELAY_MS: i64 = 1000;
+
 /// A flow released this much after its due time counts as late.
 const LATE_AFTER_MS: i64 = 100;
 
@@ -43,10 +51,11 @@ const SHORTFALL_WARN_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
     /// At a rate (0 = as fast as the collectors take them); each flow is
-    /// restamped to end at its release time.
+    /// restamped to end [`EXPORT_DELAY_MS`] before its release.
     Rate(PaceSettings),
-    /// Each flow when the wall clock reaches its end time; timestamps kept.
-    /// The input must be ordered by end time; a flow already due goes at once.
+    /// Each flow [`EXPORT_DELAY_MS`] after its end time by the wall clock;
+    /// timestamps kept. The input must be ordered by end time; a flow already
+    /// due goes at once.
     FlowEnd,
 }
 
@@ -206,7 +215,7 @@ impl PaceLoop {
                     std::thread::sleep(Duration::from_nanos(wait_ns).min(MAX_SLEEP));
                     continue;
                 }
-                let end_ms = unix_now_ms_i64();
+                let end_ms = unix_now_ms_i64() - EXPORT_DELAY_MS;
                 let chunk: Chunk = flows
                     .by_ref()
                     .take(granted)
@@ -227,7 +236,7 @@ impl PaceLoop {
         let mut pending: Vec<Flow> = Vec::with_capacity(MAX_CHUNK_FLOWS);
         while let Some(batch) = self.next_batch(|| {}) {
             for flow in batch {
-                let due_ms = flow.end_ms();
+                let due_ms = flow.end_ms().saturating_add(EXPORT_DELAY_MS);
                 let mut now_ms = unix_now_ms_i64();
                 if due_ms > now_ms && !pending.is_empty() {
                     self.dispatch_owned(&mut pending);
@@ -327,5 +336,109 @@ impl ShortfallWarning {
         }
         self.last_check = Instant::now();
         self.shortfall_at_last_check = shortfall_flows;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::ExportProtocol;
+    use crate::flow::{Address, Protocol, TcpFlags};
+    use std::net::UdpSocket;
+
+    fn flows(count: u16) -> Vec<Flow> {
+        (0..count)
+            .map(|i| Flow {
+                start_ms: 0,
+                duration_ms: 1_234,
+                protocol: Protocol::UDP,
+                src: Address::V4("10.0.0.1".parse().unwrap()),
+                dst: Address::V4("10.0.0.2".parse().unwrap()),
+                src_port: i,
+                dst_port: 53,
+                packets: 1,
+                bytes: 70,
+                tcp_flags: TcpFlags(0),
+                tos: 0,
+                label: None,
+            })
+            .collect()
+    }
+
+    fn sink() -> (UdpSocket, CollectorConfig) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let config = CollectorConfig::udp(
+            socket.local_addr().unwrap().to_string(),
+            ExportProtocol::Ipfix,
+        );
+        (socket, config)
+    }
+
+    #[test]
+    fn flows_are_stamped_to_end_before_release_with_their_duration() {
+        let before_ms = unix_now_ms_i64();
+        let flow = stamp_end(flows(1).remove(0), before_ms - EXPORT_DELAY_MS);
+        assert_eq!(flow.end_ms(), before_ms - EXPORT_DELAY_MS);
+        assert_eq!(flow.start_ms, before_ms - EXPORT_DELAY_MS - 1_234);
+    }
+
+    #[test]
+    fn flush_now_sends_what_is_queued_without_waiting_for_the_rate() {
+        let (_socket, config) = sink();
+        let (input, output) = crossbeam_channel::bounded(4);
+        let pipeline = ExportPipeline::spawn(
+            &[config],
+            &ExportConfig::default(),
+            Pacing::Rate(PaceSettings::rate(100)),
+            output,
+        )
+        .unwrap();
+        input.send(flows(3_000)).unwrap();
+        drop(input);
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        pipeline.flush_now();
+        let report = pipeline.join();
+        // At 100 flows/s this would take 30 s.
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(report.collectors[0].1.records_sent, 3_000);
+        assert_eq!(report.pipeline.flows_in, 3_000);
+    }
+
+    #[test]
+    fn set_pace_changes_the_rate_of_a_running_pipeline() {
+        let (_socket, config) = sink();
+        let (input, output) = crossbeam_channel::bounded(4);
+        let pipeline = ExportPipeline::spawn(
+            &[config],
+            &ExportConfig::default(),
+            Pacing::Rate(PaceSettings::rate(1_000)),
+            output,
+        )
+        .unwrap();
+        let stats = Arc::clone(&pipeline.collectors()[0]);
+        let feeder = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if input.send(flows(1_000)).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let at_slow = stats.snapshot().records_sent;
+        pipeline.set_pace(PaceSettings::rate(20_000));
+        std::thread::sleep(Duration::from_millis(500));
+        let at_fast = stats.snapshot().records_sent - at_slow;
+        pipeline.flush_now();
+        feeder.join().unwrap();
+        pipeline.join();
+        assert!(
+            (300..=700).contains(&at_slow),
+            "{at_slow} flows in 0.5 s at 1k/s"
+        );
+        assert!(
+            (7_000..=11_000).contains(&at_fast),
+            "{at_fast} flows in 0.5 s at 20k/s"
+        );
     }
 }

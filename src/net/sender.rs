@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::export::ExportStream;
+use crate::export::{ExportProtocol, ExportStream};
 use crate::flow::Flow;
 use crate::net::batch::MessageBatch;
 use crate::net::stats::CollectorStats;
@@ -18,6 +18,21 @@ use crate::net::{CollectorConfig, ExportConfig, NetError, Transport};
 
 /// Messages encoded before they are handed to the kernel together.
 const BATCH_MESSAGES: usize = 64;
+
+/// How long before the stream opens NetFlow v9's sysUpTime zero lies.
+const V9_UPTIME_AT_START_MS: u64 = 24 * 3600 * 1000;
+
+/// The start handed to the encoder: for v9 it is sysUpTime zero, and a record
+/// cannot start before it. Every flow starts before it is sent (by its
+/// duration, and replayed flows by more), so zero is put a day back: the
+/// collector sees an exporter that has been up a day, and flows keep their
+/// times. IPFIX carries absolute times and starts now.
+fn stream_start_ms(protocol: ExportProtocol, now_ms: u64) -> u64 {
+    match protocol {
+        ExportProtocol::Ipfix => now_ms,
+        ExportProtocol::Netflow9 => now_ms.saturating_sub(V9_UPTIME_AT_START_MS),
+    }
+}
 
 enum Wire {
     Udp(UdpTransport),
@@ -65,10 +80,17 @@ impl CollectorSender {
                 export.socket_send_buffer_bytes,
             )),
         };
+        let mut options = export.stream_options(config.observation_domain);
+        if config.transport == Transport::Tcp {
+            // A TCP session needs the templates once, at its start (RFC 7011
+            // section 8): no timer, no count; each new connection asks again.
+            options.template_refresh_s = 0;
+            options.template_refresh_messages = 0;
+        }
         let stream = ExportStream::new(
             config.protocol,
-            export.stream_options(config.observation_domain),
-            now_ms,
+            options,
+            stream_start_ms(config.protocol, now_ms),
         );
         Ok(CollectorSender {
             stats,
@@ -107,33 +129,20 @@ impl CollectorSender {
         }
 
         let mut rest = flows;
-        let mut empty_messages_in_a_row = 0;
         while !rest.is_empty() {
             let buffer = self.batch.next_buffer();
-            let taken = self
-                .stream
-                .encode_message(rest, now_ms, buffer)
-                .min(rest.len());
-            if buffer.is_empty() {
-                // The encoder wrote nothing: there is no message to send these in.
-                self.stats.add_dropped(rest.len() as u64);
-                break;
+            let summary = self.stream.encode(rest, now_ms, buffer);
+            // Each call consumes at least one flow; the guard keeps a broken
+            // promise from becoming an endless loop.
+            let consumed = summary.flows_consumed.clamp(1, rest.len());
+            rest = &rest[consumed..];
+            if summary.skipped_token_flows > 0 {
+                self.stats.add_dropped(summary.skipped_token_flows as u64);
             }
-            self.batch.commit(taken as u64);
-            rest = &rest[taken..];
-            // A templates-only message may precede the data; a second one in a
-            // row means the encoder will not take the next flow: skip it rather
-            // than loop on it.
-            empty_messages_in_a_row = if taken == 0 {
-                empty_messages_in_a_row + 1
-            } else {
-                0
-            };
-            if empty_messages_in_a_row >= 2 {
-                self.stats.add_dropped(1);
-                rest = &rest[1..];
-                empty_messages_in_a_row = 0;
+            if summary.octets == 0 {
+                continue;
             }
+            self.batch.commit(summary.data_records as u64);
             if self.batch.is_full() {
                 self.flush();
             }
@@ -141,13 +150,26 @@ impl CollectorSender {
         self.flush();
     }
 
-    /// Upkeep while no flows arrive: writes what TCP has queued, and notices a lost
-    /// connection so that it is re-established (with templates) promptly.
-    pub fn poll(&mut self) {
+    /// Upkeep while no flows arrive, at `now_ms` (Unix): sends the templates when
+    /// their refresh is due, so that a collector that starts late learns them;
+    /// writes what TCP has queued, and notices a lost connection so that it is
+    /// re-established (with templates) promptly.
+    pub fn poll(&mut self, now_ms: u64) {
         if let Wire::Tcp(tcp) = &mut self.link {
-            if tcp.ensure_connected(&self.stats) == Link::NewlyUp {
-                self.stream.resend_templates();
+            match tcp.ensure_connected(&self.stats) {
+                Link::Up => {}
+                Link::NewlyUp => self.stream.resend_templates(),
+                Link::Down => return,
             }
+        }
+        if self.stream.templates_due(now_ms) {
+            let buffer = self.batch.next_buffer();
+            if self.stream.encode(&[], now_ms, buffer).octets > 0 {
+                self.batch.commit(0);
+            }
+        }
+        self.flush();
+        if let Wire::Tcp(tcp) = &mut self.link {
             tcp.flush(&self.stats);
         }
     }

@@ -40,7 +40,8 @@ pub struct CollectorCounters {
     /// Failed sends and connection attempts (refused, unreachable, reset).
     pub send_errors: u64,
     /// Flows that never reached the kernel: failed sends, a full queue, a
-    /// TCP collector that is down or too far behind.
+    /// TCP collector that is down or too far behind, an address left an
+    /// anonymised token.
     pub records_dropped: u64,
     /// TCP connections re-established after a loss.
     pub reconnects: u64,

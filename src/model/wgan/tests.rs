@@ -161,6 +161,36 @@ fn same_seed_gives_the_same_generator_and_another_seed_does_not() {
 }
 
 #[test]
+fn the_thread_count_does_not_change_the_result() {
+    // Wide enough that the matrix products are split across threads.
+    let data: Vec<f32> = two_column_data(256 * 40, 12)
+        .chunks(2)
+        .flat_map(|r| [r[0], r[1], r[0] * r[1]])
+        .collect();
+    let params = WganParams {
+        hidden: vec![128, 128],
+        critic_hidden: vec![256, 256],
+        batch: 256,
+        epochs: 1,
+        ..small_params()
+    };
+    let one = train(&data, 3, &params, Progress::Hidden).unwrap();
+    let three = train(
+        &data,
+        3,
+        &WganParams {
+            threads: 3,
+            ..params
+        },
+        Progress::Hidden,
+    )
+    .unwrap();
+    assert_eq!(one.generator_steps, 8);
+    assert_eq!(one.generator, three.generator);
+    assert_eq!(one.history, three.history);
+}
+
+#[test]
 fn epochs_count_critic_passes_over_the_data() {
     let data = two_column_data(330, 4);
     // 330 rows / batch 32 = 11 critic steps per epoch = 3 generator steps (rounded up).
