@@ -98,7 +98,9 @@ impl Drop for RssSampler {
 }
 
 fn lock(samples: &Mutex<Vec<RssSample>>) -> std::sync::MutexGuard<'_, Vec<RssSample>> {
-    samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    samples
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn sample_until(stop: &AtomicBool, samples: &Mutex<Vec<RssSample>>, interval: Duration) {
@@ -199,11 +201,7 @@ mod tests {
             })
             .collect();
         let summary = RssSummary::of(&samples).unwrap();
-        assert_eq!(
-            (summary.min_kib, summary.max_kib),
-            (10, 22),
-            "{summary:?}"
-        );
+        assert_eq!((summary.min_kib, summary.max_kib), (10, 22), "{summary:?}");
         assert_eq!(summary.first_quarter_max_kib, 12);
         assert_eq!(summary.last_quarter_max_kib, 22);
         assert!(RssSummary::of(&[]).is_none());

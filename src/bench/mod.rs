@@ -22,10 +22,10 @@ pub mod wire;
 mod workers;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::export::ExportProtocol;
+use crate::model::runtime::RuntimeOptions;
 use end_to_end::EndToEndCase;
 use memory::{RssSampler, RssSummary};
 use report::{BenchReport, Machine, MemoryReport};
@@ -77,6 +77,15 @@ pub enum BenchError {
     /// A worker thread panicked.
     #[error("a benchmark worker thread panicked")]
     WorkerPanicked,
+    /// ONNX Runtime could not be loaded or failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::model::runtime::RuntimeError),
+    /// The daemon pipeline could not start.
+    #[error(transparent)]
+    Pipeline(#[from] crate::daemon::pipeline::PipelineError),
+    /// A generator thread of an end-to-end run failed.
+    #[error("{0}")]
+    Generator(String),
     /// An option is out of range.
     #[error("{option}: {message}")]
     Option {
@@ -102,6 +111,8 @@ pub struct BenchOptions {
     pub warm_up: Duration,
     /// Measured time per end-to-end case.
     pub e2e_time: Duration,
+    /// ONNX Runtime: library, device, threads per session, graph optimisation.
+    pub runtime: RuntimeOptions,
     /// Export protocol of the end-to-end runs.
     pub protocol: ExportProtocol,
     /// Whether to time the stages.
@@ -130,7 +141,10 @@ impl BenchOptions {
 }
 
 /// Runs the benchmark; `progress` hears a line before each measurement.
-pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchReport, BenchError> {
+pub fn run(
+    options: &BenchOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport, BenchError> {
     options.validate()?;
     let sampler = RssSampler::start(RSS_INTERVAL);
     let machine = Machine {
@@ -139,7 +153,15 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Ben
         load_average: load_average(),
     };
     progress("preparing the model");
-    let model = ModelUnderTest::prepare(&options.source)?;
+    let model = ModelUnderTest::prepare(&options.source, &options.runtime)?;
+    let mut notes = Vec::new();
+    if let Some(why) = &model.runtime_unavailable {
+        notes.push(format!("inference stage skipped: {why}"));
+    }
+    let device = match model.runtime_unavailable {
+        None => Some(model.session()?.device().to_string()),
+        Some(_) => None,
+    };
 
     let mut stages = Vec::new();
     if options.run_stages {
@@ -154,18 +176,18 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Ben
 
     let mut end_to_end = Vec::new();
     if options.run_end_to_end {
-        let addresses = Arc::new(model.addresses.clone());
         for &batch in &options.batches {
             for &threads in &options.threads {
-                progress(&format!("end to end at batch {batch}, {threads} generator threads"));
+                progress(&format!(
+                    "end to end at batch {batch}, {threads} generator threads"
+                ));
                 let case = EndToEndCase {
                     batch,
                     threads,
                     protocol: options.protocol,
                 };
                 end_to_end.push(end_to_end::run(
-                    &model.e2e_bundle,
-                    &addresses,
+                    &model,
                     case,
                     options.warm_up,
                     options.e2e_time,
@@ -178,7 +200,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Ben
     Ok(BenchReport {
         machine,
         model: model.description.clone(),
-        device: None,
+        device,
+        notes,
         stages,
         end_to_end,
         memory: MemoryReport {
@@ -194,13 +217,20 @@ fn run_stages(
     threads: usize,
     time: Duration,
 ) -> Result<Vec<StageResult>, BenchError> {
-    Ok(vec![
-        workers::noise(inputs, threads, time)?,
-        workers::decode(inputs, threads, time)?,
+    let mut results = vec![workers::noise(inputs, threads, time)?];
+    if inputs.model.runtime_unavailable.is_none() {
+        results.push(workers::inference(inputs, threads, time)?);
+    }
+    results.push(workers::decode(inputs, threads, time)?);
+    if inputs.model.end_to_end_is_ewgan() {
+        results.push(workers::generate(inputs, threads, time)?);
+    }
+    results.extend([
         workers::address_plan(inputs, threads, time)?,
         workers::encode(inputs, threads, time)?,
         workers::encode_send(inputs, threads, time)?,
-    ])
+    ]);
+    Ok(results)
 }
 
 /// The one-minute load average, where `/proc/loadavg` exists.

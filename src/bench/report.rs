@@ -39,6 +39,8 @@ pub struct BenchReport {
     pub model: String,
     /// Where inference ran (`cpu` or `cuda`), when the inference stage ran.
     pub device: Option<String>,
+    /// What was left out or replaced, and why.
+    pub notes: Vec<String>,
     /// Per-stage results.
     pub stages: Vec<StageResult>,
     /// End-to-end results.
@@ -77,6 +79,9 @@ impl fmt::Display for BenchReport {
         if let Some(device) = &self.device {
             writeln!(f, "inference device: {device}")?;
         }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         if !self.stages.is_empty() {
             writeln!(f)?;
             self.stage_table(f)?;
@@ -114,12 +119,12 @@ impl BenchReport {
     fn end_to_end_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<18} {:>7} {:>7} {:>12} {:>10} {:>6} {:>9} {:>8} {:>8}",
+            "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6} {:>9} {:>8} {:>8}",
             "end to end",
             "batch",
             "threads",
             "received/s",
-            "sent/s",
+            "generated/s",
             "cores",
             "malformed",
             "seq-lost",
@@ -132,12 +137,12 @@ impl BenchReport {
             };
             writeln!(
                 f,
-                "{:<18} {:>7} {:>7} {:>12} {:>10} {:>6.2} {:>9} {:>8} {:>8}",
+                "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6.2} {:>9} {:>8} {:>8}",
                 protocol,
                 r.case.batch,
                 r.case.threads,
                 rate(r.received_per_s),
-                rate(r.sent_per_s),
+                rate(r.generated_per_s),
                 r.cpu_cores_used,
                 r.sink.malformed + r.sink.truncated,
                 r.sink.sequence_gap,
@@ -151,7 +156,10 @@ impl BenchReport {
         let memory = &self.memory;
         match memory.peak_resident_kib {
             Some(peak) => writeln!(f, "peak resident memory (VmHWM): {}", mib(peak))?,
-            None => writeln!(f, "peak resident memory: not available (no /proc/self/status)")?,
+            None => writeln!(
+                f,
+                "peak resident memory: not available (no /proc/self/status)"
+            )?,
         }
         if let Some(rss) = &memory.rss {
             writeln!(

@@ -2,10 +2,12 @@
 //! is an E-WGAN-GP bundle, else stand-ins of the same shape.
 //!
 //! Stand-ins, used until a trained bundle exists: a codebook fitted to the
-//! shared CIDDS-001 sample (the vocabulary sizes decoding depends on), a
-//! generator network with random weights of the trainer's default shape (the
-//! same work per row as a trained one), and, for the end-to-end runs, a
-//! baseline bundle trained on the sample.
+//! shared CIDDS-001 sample (the vocabulary sizes decoding depends on) and a
+//! generator network of the trainer's default shape with random weights,
+//! exported to ONNX (the same work per row as a trained one). Without ONNX
+//! Runtime the inference stage is skipped, decoding is fed by the same
+//! network run in Rust, and the end-to-end runs use a baseline bundle trained
+//! on the sample instead.
 
 use std::path::{Path, PathBuf};
 
@@ -17,21 +19,30 @@ use super::BenchError;
 use crate::address_plan::{AddressPlan, AddressPlanConfig};
 use crate::data::{read_all, ReadOptions};
 use crate::flow::Flow;
-use crate::model::bundle::{Bundle, ModelKind};
+use crate::model::bundle::{Bundle, Manifest, ModelKind};
 use crate::model::codebook::{Codebook, CodebookParams, CODEBOOK_FILE};
 use crate::model::decode::FlowDecoder;
-use crate::model::features::{self, FeatureLayout};
-use crate::model::output::{ColumnActivation, OutputActivation};
+use crate::model::ewgan::{EwganGenerator, GENERATOR_FILE};
+use crate::model::features::FeatureLayout;
+use crate::model::output::ColumnActivation;
+use crate::model::runtime::{self, GeneratorSession, GeneratorShape, RuntimeOptions};
 use crate::model::train::{self, TrainInput};
-use crate::model::wgan::{TrainedGenerator, WganParams};
+use crate::model::wgan::{Progress, TrainedGenerator, WganParams};
+use crate::model::{FlowGenerator, LoadOptions};
 
 /// Seed of every stand-in and of the noise the stages feed.
 const SEED: u64 = 7;
 
+/// The bundled model, relative to the repository root.
+pub const DEFAULT_BUNDLE: &str = "models/cidds-001";
+
+/// The CIDDS-001 sample inside the shared folder.
+const SAMPLE_IN_SHARED: &str = "data/cidds-001/cidds-001-week3-sample.csv";
+
 /// Where the benchmark takes its model from.
 #[derive(Clone, Debug)]
 pub struct ModelSource {
-    /// The bundle to measure (`models/cidds-001`); a stand-in is built when it is
+    /// The bundle to measure (`models/cidds-001`); stand-ins are built when it is
     /// missing or not an E-WGAN-GP bundle.
     pub bundle: PathBuf,
     /// Flow file the stand-ins are fitted to (the shared CIDDS-001 sample).
@@ -53,11 +64,16 @@ impl ModelSource {
     }
 }
 
-/// The bundled model, relative to the repository root.
-pub const DEFAULT_BUNDLE: &str = "models/cidds-001";
-
-/// The CIDDS-001 sample inside the shared folder.
-const SAMPLE_IN_SHARED: &str = "data/cidds-001/cidds-001-week3-sample.csv";
+/// What the end-to-end runs generate with.
+#[derive(Clone, Debug)]
+enum EndToEndModel {
+    /// The E-WGAN-GP bundle, loaded by [`crate::model::load`].
+    Bundle(PathBuf),
+    /// The stand-in codebook and ONNX generator.
+    StandIn,
+    /// A bundle without a generator network (baseline), loaded by [`crate::model::load`].
+    Baseline(PathBuf),
+}
 
 /// The model's pieces, ready for the stages.
 pub struct ModelUnderTest {
@@ -65,64 +81,106 @@ pub struct ModelUnderTest {
     pub description: String,
     /// Vocabularies and embeddings for decoding.
     pub codebook: Codebook,
-    /// The generator network's weights (stand-in) for rows to decode.
-    pub network: TrainedGenerator,
     /// The address plan applied before export (the default `[addresses]`).
     pub addresses: AddressPlan,
-    /// The bundle the end-to-end runs load with [`crate::model::load`].
-    pub e2e_bundle: PathBuf,
+    /// The generator's ONNX file.
+    pub onnx: PathBuf,
+    /// The generator's noise and row widths.
+    pub shape: GeneratorShape,
+    /// ONNX Runtime settings of the inference stage and the end-to-end runs.
+    pub runtime: RuntimeOptions,
+    /// Why ONNX Runtime cannot be used, when it cannot.
+    pub runtime_unavailable: Option<String>,
+    /// The stand-in network, which feeds the decoder when ONNX Runtime is missing.
+    stand_in: Option<TrainedGenerator>,
+    end_to_end: EndToEndModel,
     /// Scratch folder of the stand-ins, removed on drop.
-    scratch: Option<ScratchDir>,
+    _scratch: Option<ScratchDir>,
 }
 
 impl ModelUnderTest {
     /// Loads the bundle's pieces, or builds stand-ins where it has none.
-    pub fn prepare(source: &ModelSource) -> Result<ModelUnderTest, BenchError> {
+    pub fn prepare(
+        source: &ModelSource,
+        runtime: &RuntimeOptions,
+    ) -> Result<ModelUnderTest, BenchError> {
         let addresses = AddressPlan::new(&AddressPlanConfig::default())
             .map_err(|e| BenchError::Setup(format!("default address plan: {e}")))?;
-        let kind = Bundle::read_manifest(&source.bundle).ok().map(|m| m.kind);
-        if kind == Some(ModelKind::Ewgan) {
-            let path = source.bundle.join(CODEBOOK_FILE);
-            let codebook = Codebook::read(&path)?;
-            let network = stand_in_network(codebook.layout)?;
+        let runtime_unavailable = runtime::init(runtime.library_path.as_deref())
+            .err()
+            .map(|e| e.to_string());
+        let manifest = Bundle::read_manifest(&source.bundle).ok();
+        if let Some(manifest) = manifest.as_ref().filter(|m| m.kind == ModelKind::Ewgan) {
+            let codebook = Codebook::read(&source.bundle.join(CODEBOOK_FILE))?;
+            let shape = GeneratorShape {
+                noise_dim: noise_dim_of(manifest).ok_or_else(|| {
+                    BenchError::Setup(format!(
+                        "{}: manifest has no hyperparameters.wgan.noise_dim",
+                        source.bundle.display()
+                    ))
+                })?,
+                out_dim: codebook.layout.width(),
+            };
             return Ok(ModelUnderTest {
                 description: format!("{} (ewgan)", source.bundle.display()),
                 codebook,
-                network,
                 addresses,
-                e2e_bundle: source.bundle.clone(),
-                scratch: None,
+                onnx: source.bundle.join(GENERATOR_FILE),
+                shape,
+                runtime: runtime.clone(),
+                runtime_unavailable,
+                stand_in: None,
+                end_to_end: EndToEndModel::Bundle(source.bundle.clone()),
+                _scratch: None,
             });
         }
 
         let scratch = ScratchDir::create()?;
         let flows = read_all([&source.sample], ReadOptions::default())?;
-        let codebook = Codebook::fit(&flows, &CodebookParams::default(), SEED)
-            .map_err(|e| BenchError::Setup(format!("{}: codebook: {e}", source.sample.display())))?;
+        let codebook = Codebook::fit(&flows, &CodebookParams::default(), SEED, Progress::Hidden)
+            .map_err(|e| {
+                BenchError::Setup(format!("{}: codebook: {e}", source.sample.display()))
+            })?;
         let network = stand_in_network(codebook.layout)?;
-        let e2e_bundle = match kind {
-            Some(_) => source.bundle.clone(),
-            None => train_baseline(&source.sample, &scratch.path.join("baseline"))?,
+        let onnx = scratch.path.join(GENERATOR_FILE);
+        crate::model::onnx::write_onnx(&network, &onnx)
+            .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}")))?;
+        let end_to_end = match (&runtime_unavailable, manifest) {
+            (None, _) => EndToEndModel::StandIn,
+            (Some(_), Some(_)) => EndToEndModel::Baseline(source.bundle.clone()),
+            (Some(_), None) => EndToEndModel::Baseline(train_baseline(
+                &source.sample,
+                &scratch.path.join("baseline"),
+            )?),
         };
-        let shape = network
-            .layers()
-            .iter()
-            .map(|l| l.out_dim.to_string())
-            .collect::<Vec<_>>()
-            .join("-");
+        let widths: Vec<String> = std::iter::once(network.noise_dim())
+            .chain(network.layers().iter().map(|l| l.out_dim))
+            .map(|w| w.to_string())
+            .collect();
+        let e2e = match &end_to_end {
+            EndToEndModel::Baseline(path) => format!("baseline bundle {}", path.display()),
+            _ => "the stand-ins".to_owned(),
+        };
         Ok(ModelUnderTest {
             description: format!(
-                "stand-in: codebook fitted to {}, random generator {}-{shape}; \
-                 end to end with {}",
+                "stand-in (no ewgan bundle at {}): codebook fitted to {}, generator {} with \
+                 random weights; end to end with {e2e}",
+                source.bundle.display(),
                 source.sample.display(),
-                network.noise_dim(),
-                e2e_bundle.display(),
+                widths.join("-"),
             ),
+            shape: GeneratorShape {
+                noise_dim: network.noise_dim(),
+                out_dim: network.out_dim(),
+            },
             codebook,
-            network,
             addresses,
-            e2e_bundle,
-            scratch: Some(scratch),
+            onnx,
+            runtime: runtime.clone(),
+            runtime_unavailable,
+            stand_in: Some(network),
+            end_to_end,
+            _scratch: Some(scratch),
         })
     }
 
@@ -131,17 +189,27 @@ impl ModelUnderTest {
         self.codebook.layout
     }
 
-    /// A scratch folder for files the stages write (ONNX graphs), when there is one.
-    pub fn scratch_dir(&self) -> Option<&Path> {
-        self.scratch.as_ref().map(|s| s.path.as_path())
+    /// A generator session on the model's ONNX file.
+    pub fn session(&self) -> Result<GeneratorSession, BenchError> {
+        Ok(GeneratorSession::load(
+            &self.onnx,
+            self.shape,
+            &self.runtime,
+        )?)
     }
 
-    /// `batch` rows of generator output from the stand-in network.
+    /// `batch` rows of generator output: from ONNX Runtime, else the stand-in run in Rust.
     pub fn generator_rows(&self, batch: usize) -> Result<Vec<f32>, BenchError> {
-        let noise = normal_noise(&mut ChaCha8Rng::seed_from_u64(SEED), batch * self.network.noise_dim());
-        self.network
-            .forward(&noise, batch)
-            .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}")))
+        let noise = normal_noise(
+            &mut ChaCha8Rng::seed_from_u64(SEED),
+            batch * self.shape.noise_dim,
+        );
+        match (&self.runtime_unavailable, &self.stand_in) {
+            (Some(_), Some(network)) => network
+                .forward(&noise, batch)
+                .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}"))),
+            _ => Ok(self.session()?.run(&noise, batch)?.to_vec()),
+        }
     }
 
     /// `batch` decoded flows with the address plan applied: what the encoder gets.
@@ -149,12 +217,60 @@ impl ModelUnderTest {
         let rows = self.generator_rows(batch)?;
         let mut decoder = FlowDecoder::new(&self.codebook)?;
         let mut flows = Vec::with_capacity(batch);
-        decoder.decode(&rows, batch, &mut ChaCha8Rng::seed_from_u64(SEED), &mut flows)?;
+        decoder.decode(
+            &rows,
+            batch,
+            &mut ChaCha8Rng::seed_from_u64(SEED),
+            &mut flows,
+        )?;
         for flow in &mut flows {
             self.addresses.apply(flow);
         }
         Ok(flows)
     }
+
+    /// A whole flow generator, as a daemon's generator thread runs it.
+    pub fn flow_generator(
+        &self,
+        batch: usize,
+        seed: u64,
+    ) -> Result<Box<dyn FlowGenerator>, BenchError> {
+        let load = |bundle: &Path| {
+            let options = LoadOptions {
+                seed,
+                onnxruntime_path: self.runtime.library_path.clone(),
+                device: self.runtime.device.to_string(),
+                intra_op_threads: self.runtime.intra_threads,
+                batch,
+            };
+            crate::model::load(bundle, &options)
+        };
+        Ok(match &self.end_to_end {
+            EndToEndModel::Bundle(path) | EndToEndModel::Baseline(path) => load(path)?,
+            EndToEndModel::StandIn => Box::new(EwganGenerator::from_parts(
+                self.session()?,
+                &self.codebook,
+                self.onnx.clone(),
+                batch,
+                seed,
+            )?),
+        })
+    }
+
+    /// Whether the end-to-end runs use the E-WGAN-GP path (not a baseline).
+    pub fn end_to_end_is_ewgan(&self) -> bool {
+        !matches!(self.end_to_end, EndToEndModel::Baseline(_))
+    }
+}
+
+/// The generator's noise width recorded in an ewgan manifest.
+fn noise_dim_of(manifest: &Manifest) -> Option<usize> {
+    let dim = manifest
+        .hyperparameters
+        .get("wgan")?
+        .get("noise_dim")?
+        .as_u64()?;
+    usize::try_from(dim).ok().filter(|&d| d > 0)
 }
 
 /// `count` standard normal numbers.
@@ -177,15 +293,7 @@ fn stand_in_network(layout: FeatureLayout) -> Result<TrainedGenerator, BenchErro
     let activations: Vec<ColumnActivation> = layout
         .groups()
         .iter()
-        .map(|group| ColumnActivation {
-            start: group.start,
-            end: group.start + group.len,
-            activation: match group.activation {
-                features::ColumnActivation::Sigmoid => OutputActivation::Sigmoid,
-                features::ColumnActivation::Softmax => OutputActivation::Softmax,
-                features::ColumnActivation::Tanh => OutputActivation::Tanh,
-            },
-        })
+        .map(|group| group.activation_range())
         .collect();
     TrainedGenerator::random(
         params.noise_dim,

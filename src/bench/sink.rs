@@ -172,7 +172,11 @@ impl Drop for CountingSink {
 
 /// Binds the socket; returns it with the receive buffer the kernel granted.
 fn bind(listen: SocketAddr, receive_buffer_bytes: usize) -> io::Result<(UdpSocket, usize)> {
-    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     if receive_buffer_bytes > 0 {
         force_receive_buffer(&socket, receive_buffer_bytes);
     }
@@ -220,7 +224,11 @@ fn receive_until(socket: &UdpSocket, counters: &Counters, stop: &AtomicBool) {
                     count_datagram(&mut wire, counters, from, message, truncated);
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 counters.receive_errors.fetch_add(1, Ordering::Relaxed);
@@ -293,7 +301,8 @@ mod batch {
                 iovecs[i].iov_len = self.buffers[i].len();
                 headers[i].msg_hdr.msg_iov = &mut iovecs[i];
                 headers[i].msg_hdr.msg_iovlen = 1;
-                headers[i].msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+                headers[i].msg_hdr.msg_name =
+                    (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
                 headers[i].msg_hdr.msg_namelen =
                     std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             }
@@ -325,7 +334,11 @@ mod batch {
         pub(super) fn datagram(&self, i: usize) -> (SocketAddr, &[u8], bool) {
             let (len, truncated) = self.lengths[i];
             let len = len.min(MAX_DATAGRAM_BYTES);
-            (to_socket_addr(&self.names[i]), &self.buffers[i][..len], truncated)
+            (
+                to_socket_addr(&self.names[i]),
+                &self.buffers[i][..len],
+                truncated,
+            )
         }
     }
 
@@ -334,7 +347,9 @@ mod batch {
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6, which it
                 // is large and aligned enough for.
-                let v6 = unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let v6 = unsafe {
+                    &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
                 SocketAddr::new(
                     std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr).into(),
                     u16::from_be(v6.sin6_port),
@@ -342,7 +357,9 @@ mod batch {
             }
             _ => {
                 // SAFETY: as above, for sockaddr_in (the socket is IPv4 otherwise).
-                let v4 = unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let v4 = unsafe {
+                    &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+                };
                 SocketAddr::new(
                     std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)).into(),
                     u16::from_be(v4.sin_port),
@@ -450,7 +467,9 @@ mod tests {
     fn garbage_is_counted_as_malformed() {
         let sink = CountingSink::start("127.0.0.1:0".parse().unwrap(), 0).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.send_to(b"not an export message", sink.local_addr()).unwrap();
+        client
+            .send_to(b"not an export message", sink.local_addr())
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while sink.counts().datagrams == 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

@@ -18,6 +18,8 @@ pub enum Stage {
     Noise,
     /// The generator network in ONNX Runtime: noise in, flow vectors out.
     Inference,
+    /// The model's whole `generate` call: noise, inference and decoding.
+    Generate,
     /// Nearest-neighbour decoding of flow vectors into flows.
     Decode,
     /// The address plan: anonymised tokens to addresses.
@@ -34,6 +36,7 @@ impl Stage {
         match self {
             Stage::Noise => "noise",
             Stage::Inference => "inference",
+            Stage::Generate => "generate (model)",
             Stage::Decode => "decode",
             Stage::AddressPlan => "address plan",
             Stage::Encode => "encode (ipfix)",

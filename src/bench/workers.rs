@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::setup::{fill_normal, ModelUnderTest};
+use super::setup::{fill_normal, normal_noise, ModelUnderTest};
 use super::stages::{measure, Stage, StageResult};
 use super::BenchError;
 use crate::export::{ExportProtocol, ExportStream, StreamOptions};
@@ -62,7 +62,7 @@ impl<'a> StageInputs<'a> {
 
 /// Drawing the noise of one batch.
 pub fn noise(inputs: &StageInputs, threads: usize, d: Duration) -> Result<StageResult, BenchError> {
-    let values = inputs.batch * inputs.model.network.noise_dim();
+    let values = inputs.batch * inputs.model.shape.noise_dim;
     measure(Stage::Noise, inputs.batch, threads, d, |index| {
         let mut rng = ChaCha8Rng::seed_from_u64(index as u64);
         let mut noise = vec![0.0f32; values];
@@ -74,8 +74,55 @@ pub fn noise(inputs: &StageInputs, threads: usize, d: Duration) -> Result<StageR
     })
 }
 
+/// Running the generator network on one batch of noise in ONNX Runtime.
+pub fn inference(
+    inputs: &StageInputs,
+    threads: usize,
+    d: Duration,
+) -> Result<StageResult, BenchError> {
+    let model = inputs.model;
+    let noise = normal_noise(
+        &mut ChaCha8Rng::seed_from_u64(2),
+        inputs.batch * model.shape.noise_dim,
+    );
+    measure(Stage::Inference, inputs.batch, threads, d, |_| {
+        let mut session = model.session()?;
+        let (noise, batch) = (&noise, inputs.batch);
+        Ok(move || {
+            let rows = session.run(noise, batch)?;
+            std::hint::black_box(rows);
+            Ok(batch)
+        })
+    })
+}
+
+/// The model's whole `generate` call (noise, inference, decoding), as a
+/// daemon generator thread makes it, into a reused vector.
+pub fn generate(
+    inputs: &StageInputs,
+    threads: usize,
+    d: Duration,
+) -> Result<StageResult, BenchError> {
+    measure(Stage::Generate, inputs.batch, threads, d, |index| {
+        let mut generator = inputs
+            .model
+            .flow_generator(inputs.batch, index as u64 + 1)?;
+        let mut out = Vec::with_capacity(inputs.batch);
+        let batch = inputs.batch;
+        Ok(move || {
+            out.clear();
+            generator.generate(batch, &mut out)?;
+            Ok(out.len())
+        })
+    })
+}
+
 /// Decoding one batch of rows into flows (reused output vector).
-pub fn decode(inputs: &StageInputs, threads: usize, d: Duration) -> Result<StageResult, BenchError> {
+pub fn decode(
+    inputs: &StageInputs,
+    threads: usize,
+    d: Duration,
+) -> Result<StageResult, BenchError> {
     measure(Stage::Decode, inputs.batch, threads, d, |index| {
         let mut decoder = FlowDecoder::new(&inputs.model.codebook)?;
         let mut rng = ChaCha8Rng::seed_from_u64(index as u64);
@@ -109,7 +156,11 @@ pub fn address_plan(
 }
 
 /// Encoding one batch into IPFIX messages in a reused buffer.
-pub fn encode(inputs: &StageInputs, threads: usize, d: Duration) -> Result<StageResult, BenchError> {
+pub fn encode(
+    inputs: &StageInputs,
+    threads: usize,
+    d: Duration,
+) -> Result<StageResult, BenchError> {
     measure(Stage::Encode, inputs.batch, threads, d, |_| {
         let now_ms = unix_now_ms();
         let mut stream = ExportStream::new(ExportProtocol::Ipfix, StreamOptions::default(), now_ms);

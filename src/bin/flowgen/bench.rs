@@ -12,6 +12,7 @@ use flowgen::bench::setup::ModelSource;
 use flowgen::bench::watch::{self, SecondReport};
 use flowgen::bench::{self as library, BenchOptions};
 use flowgen::export::ExportProtocol;
+use flowgen::model::runtime::{Device, GraphOptimization, RuntimeOptions};
 
 /// Arguments of `flowgen bench`.
 #[derive(clap::Args)]
@@ -54,6 +55,22 @@ struct BenchArgs {
     /// Seconds each end-to-end case runs before measuring.
     #[arg(long, value_name = "S", default_value_t = 1.0)]
     warm_up_seconds: f64,
+    /// Where inference runs: cpu, cuda (needs a build with --features cuda and
+    /// onnxruntime-gpu) or auto.
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|auto")]
+    device: Device,
+    /// ONNX Runtime intra-op threads per session; 0 lets it choose.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    intra_threads: usize,
+    /// Let idle ONNX Runtime intra-op threads spin (faster, burns CPU others could use).
+    #[arg(long)]
+    intra_spinning: bool,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, value_name = "disabled|basic|extended|all", default_value = "all", value_parser = parse_optimization)]
+    optimization: GraphOptimization,
+    /// ONNX Runtime shared library [default: ORT_DYLIB_PATH, then the set-up locations].
+    #[arg(long, value_name = "FILE")]
+    onnxruntime: Option<PathBuf>,
     /// Export protocol end to end.
     #[arg(long, value_parser = parse_protocol, default_value = "ipfix", value_name = "ipfix|netflow9")]
     protocol: ExportProtocol,
@@ -93,6 +110,16 @@ fn parse_protocol(text: &str) -> Result<ExportProtocol, String> {
     }
 }
 
+fn parse_optimization(text: &str) -> Result<GraphOptimization, String> {
+    match text {
+        "disabled" => Ok(GraphOptimization::Disabled),
+        "basic" => Ok(GraphOptimization::Basic),
+        "extended" => Ok(GraphOptimization::Extended),
+        "all" => Ok(GraphOptimization::All),
+        _ => Err(format!("`{text}` is not disabled, basic, extended or all")),
+    }
+}
+
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value).with_context(|| format!("{flag}: not a duration: {value}"))
 }
@@ -118,6 +145,13 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         stage_time: seconds(args.stage_seconds, "--stage-seconds")?,
         warm_up: seconds(args.warm_up_seconds, "--warm-up-seconds")?,
         e2e_time: seconds(args.e2e_seconds, "--e2e-seconds")?,
+        runtime: RuntimeOptions {
+            library_path: args.onnxruntime,
+            device: args.device,
+            intra_threads: args.intra_threads,
+            intra_spinning: args.intra_spinning,
+            optimization: args.optimization,
+        },
         protocol: args.protocol,
         run_stages: !args.no_stages,
         run_end_to_end: !args.no_e2e,
