@@ -13,7 +13,7 @@ use super::clock::process_cpu;
 use super::setup::ModelUnderTest;
 use super::sink::{CountingSink, SinkCounts, DEFAULT_RECEIVE_BUFFER_BYTES};
 use super::BenchError;
-use crate::daemon::config::Settings;
+use crate::daemon::config::{ModelSettings, PipelineSettings, RateSettings, Settings};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::pipeline::{LoadedModel, Pipeline};
 use crate::export::ExportProtocol;
@@ -64,14 +64,26 @@ pub fn run(
 
     let sink = CountingSink::start(([127, 0, 0, 1], 0).into(), DEFAULT_RECEIVE_BUFFER_BYTES)
         .map_err(|source| BenchError::Sink { source })?;
-    let mut settings = Settings::default();
-    settings.collector = vec![CollectorConfig::udp(
-        sink.local_addr().to_string(),
-        case.protocol,
-    )];
-    settings.rate.flows_per_s = 0.0;
-    settings.model.batch = case.batch;
-    settings.pipeline.generator_threads = threads;
+    let defaults = Settings::default();
+    let settings = Settings {
+        collector: vec![CollectorConfig::udp(
+            sink.local_addr().to_string(),
+            case.protocol,
+        )],
+        rate: RateSettings {
+            flows_per_s: 0.0,
+            ..defaults.rate
+        },
+        model: ModelSettings {
+            batch: case.batch,
+            ..defaults.model
+        },
+        pipeline: PipelineSettings {
+            generator_threads: threads,
+            ..defaults.pipeline
+        },
+        ..Settings::default()
+    };
     let loaded = LoadedModel {
         generators,
         hourly: None,

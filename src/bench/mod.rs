@@ -82,7 +82,7 @@ pub enum BenchError {
     Runtime(#[from] crate::model::runtime::RuntimeError),
     /// The daemon pipeline could not start.
     #[error(transparent)]
-    Pipeline(#[from] crate::daemon::pipeline::PipelineError),
+    Pipeline(Box<crate::daemon::pipeline::PipelineError>),
     /// A generator thread of an end-to-end run failed.
     #[error("{0}")]
     Generator(String),
@@ -94,6 +94,12 @@ pub enum BenchError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl From<crate::daemon::pipeline::PipelineError> for BenchError {
+    fn from(e: crate::daemon::pipeline::PipelineError) -> Self {
+        BenchError::Pipeline(Box::new(e))
+    }
 }
 
 /// What to measure and for how long.

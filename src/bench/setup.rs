@@ -18,10 +18,8 @@ use rand_distr::{Distribution, StandardNormal};
 use super::BenchError;
 use crate::address_plan::{AddressPlan, AddressPlanConfig};
 use crate::data::{read_all, ReadOptions};
-use crate::flow::Flow;
 use crate::model::bundle::{Bundle, Manifest, ModelKind};
 use crate::model::codebook::{Codebook, CodebookParams, CODEBOOK_FILE};
-use crate::model::decode::FlowDecoder;
 use crate::model::ewgan::{EwganGenerator, GENERATOR_FILE};
 use crate::model::features::FeatureLayout;
 use crate::model::output::ColumnActivation;
@@ -210,23 +208,6 @@ impl ModelUnderTest {
                 .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}"))),
             _ => Ok(self.session()?.run(&noise, batch)?.to_vec()),
         }
-    }
-
-    /// `batch` decoded flows with the address plan applied: what the encoder gets.
-    pub fn export_flows(&self, batch: usize) -> Result<Vec<Flow>, BenchError> {
-        let rows = self.generator_rows(batch)?;
-        let mut decoder = FlowDecoder::new(&self.codebook)?;
-        let mut flows = Vec::with_capacity(batch);
-        decoder.decode(
-            &rows,
-            batch,
-            &mut ChaCha8Rng::seed_from_u64(SEED),
-            &mut flows,
-        )?;
-        for flow in &mut flows {
-            self.addresses.apply(flow);
-        }
-        Ok(flows)
     }
 
     /// A whole flow generator, as a daemon's generator thread runs it.
