@@ -170,40 +170,15 @@ impl Codebook {
             .iter()
             .filter(|f| protocol_index(f.protocol).is_some())
             .collect();
-        let first = flows
+        let first_day = flows
             .iter()
             .map(|f| epoch_day(f.start_ms))
             .min()
             .ok_or(Ip2VecError::EmptyCorpus)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let classes = params.address_classes.clone();
-
-        let mut address_counts: HashMap<Address, u64> = HashMap::new();
-        let mut port_counts: HashMap<u16, u64> = HashMap::new();
-        for flow in &flows {
-            for address in [&flow.src, &flow.dst] {
-                *address_counts.entry(address.clone()).or_default() += 1;
-            }
-            for port in [flow.src_port, flow.dst_port] {
-                *port_counts.entry(port).or_default() += 1;
-            }
-        }
-        let addresses = Vocabulary::build(
-            address_counts,
-            &params.addresses,
-            |a| classes.class_of(a),
-            &mut rng,
-        );
-        let ports = Vocabulary::build(port_counts, &params.ports, port_class, &mut rng);
-        let all_volumes: Vec<Volume> = flows.iter().map(|f| volume_of(f)).collect();
-        let volumes = VolumeBins::fit(&all_volumes, &params.bins, |cell, cap| {
-            let mut keep = rand::seq::index::sample(&mut rng, cell.len(), cap).into_vec();
-            keep.sort_unstable();
-            *cell = keep.into_iter().map(|i| cell[i]).collect();
-        });
+        let (addresses, ports) = fit_vocabularies(&flows, params, &mut rng);
+        let volumes = fit_volumes(&flows, &params.bins, &mut rng);
         let (time_of_day_profile, weekday_profile) = calendar_profiles(flows.iter().copied());
-        let first_date =
-            (NaiveDate::default() + chrono::Days::new(first.max(0) as u64)).to_string();
 
         let dim = params.ip2vec.dim;
         let placeholder = || EmbeddingTable {
@@ -213,8 +188,9 @@ impl Codebook {
         let mut codebook = Codebook {
             format: CODEBOOK_FORMAT.to_owned(),
             layout: FeatureLayout::new(dim),
-            address_classes: classes.clone(),
-            first_date,
+            address_classes: params.address_classes.clone(),
+            first_date: (NaiveDate::default() + chrono::Days::new(first_day.max(0) as u64))
+                .to_string(),
             time_of_day_profile,
             weekday_profile,
             addresses,
@@ -227,20 +203,28 @@ impl Codebook {
                 bytes: placeholder(),
                 packets: placeholder(),
             },
-            first_day: first,
+            first_day,
         };
+        let embeddings = ip2vec::train(
+            &codebook.corpus(&flows),
+            &params.ip2vec,
+            rng.next_u64(),
+            progress,
+        )?;
+        codebook.embeddings = codebook.tables_from(&embeddings);
+        Ok(codebook)
+    }
 
-        let corpus = Corpus {
+    /// The IP2Vec sentences of the flows.
+    fn corpus(&self, flows: &[&Flow]) -> Corpus {
+        Corpus {
             vocab_sizes: WordKind::ALL.map(|k| match k {
                 WordKind::Protocol => super::features::PROTOCOLS.len(),
                 WordKind::Flags => FLAG_WORDS,
-                _ => codebook.word_count(k),
+                _ => self.word_count(k),
             }),
-            sentences: flows.iter().filter_map(|f| codebook.words_of(f)).collect(),
-        };
-        let embeddings = ip2vec::train(&corpus, &params.ip2vec, rng.next_u64(), progress)?;
-        codebook.embeddings = codebook.tables_from(&embeddings);
-        Ok(codebook)
+            sentences: flows.iter().filter_map(|f| self.words_of(f)).collect(),
+        }
     }
 
     /// Embedding tables from trained vectors, normalised over the decodable words.
@@ -405,6 +389,43 @@ pub fn volume_of(flow: &Flow) -> Volume {
 /// The flag word of a flow: its six `UAPRSF` bits as a number below [`FLAG_WORDS`].
 pub fn flag_word(flow: &Flow) -> WordId {
     WordId::from(flow.tcp_flags.0 & 0x3f)
+}
+
+/// Address and port vocabularies, each counting source and destination together.
+fn fit_vocabularies(
+    flows: &[&Flow],
+    params: &CodebookParams,
+    rng: &mut ChaCha8Rng,
+) -> (Vocabulary<Address>, Vocabulary<u16>) {
+    let mut address_counts: HashMap<Address, u64> = HashMap::new();
+    let mut port_counts: HashMap<u16, u64> = HashMap::new();
+    for flow in flows {
+        for address in [&flow.src, &flow.dst] {
+            *address_counts.entry(address.clone()).or_default() += 1;
+        }
+        for port in [flow.src_port, flow.dst_port] {
+            *port_counts.entry(port).or_default() += 1;
+        }
+    }
+    let classes = &params.address_classes;
+    let addresses = Vocabulary::build(
+        address_counts,
+        &params.addresses,
+        |a| classes.class_of(a),
+        rng,
+    );
+    let ports = Vocabulary::build(port_counts, &params.ports, port_class, rng);
+    (addresses, ports)
+}
+
+/// Volume bins, each cell sampled down to the cap with `rng`.
+fn fit_volumes(flows: &[&Flow], params: &BinParams, rng: &mut ChaCha8Rng) -> VolumeBins {
+    let volumes: Vec<Volume> = flows.iter().map(|f| volume_of(f)).collect();
+    VolumeBins::fit(&volumes, params, |cell, cap| {
+        let mut keep = rand::seq::index::sample(rng, cell.len(), cap).into_vec();
+        keep.sort_unstable();
+        *cell = keep.into_iter().map(|i| cell[i]).collect();
+    })
 }
 
 /// Share of flows per quarter hour of the UTC day and per weekday.
