@@ -18,7 +18,8 @@
 //!                          "volumes": [[0, 1, 66], ...]}, ...]},
 //!   "embeddings": {"address": {"vectors": [[0.12, ...], ...],
 //!                              "normalisation": {"center": [...], "half_range": [...]}},
-//!                  "port": {...}, "duration": {...}, "bytes": {...}, "packets": {...}}
+//!                  "port": {...}, "duration": {...}, "bytes": {...}, "packets": {...}},
+//!   "port_support": {"src": [1048577, ...], "dst": [64, ...]}
 //! }
 //! ```
 //!
@@ -33,6 +34,9 @@
 //!   ([`super::bins`]); the bin index is the word id.
 //! - `embeddings`: raw IP2Vec vectors per word, and the per-dimension map
 //!   into generator space: `normalised = (raw - center) / half_range * 0.9`.
+//! - `port_support` (optional): per port word, bit masks of the
+//!   (protocol, address class) contexts it occurred in as source and as
+//!   destination port ([`PortSupport`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -136,13 +140,70 @@ pub struct Codebook {
     pub volumes: VolumeBins,
     /// IP2Vec vectors of every embedded kind.
     pub embeddings: EmbeddingTables,
+    /// Where each port word occurred in training, restricting port decoding;
+    /// `None` decodes ports from the whole vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_support: Option<PortSupport>,
     /// First UTC day as days since the epoch, from `first_date`.
     #[serde(skip)]
     pub first_day: i64,
 }
 
+/// The contexts each port word occurred in during training, per side.
+///
+/// Bit [`PortSupport::context`]`(protocol, class)` of a word's mask is set
+/// when the word was a source (destination) port of a training flow with
+/// that protocol and source (destination) address class. Decoding then
+/// searches a generated port only among the words seen in the generated
+/// protocol and address class: a UDP flow cannot decode to a port that only
+/// ever carried TCP, a unicast destination not to a port only ever sent to
+/// broadcast addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSupport {
+    /// Per port word, the contexts it was a source port in.
+    pub src: Vec<u32>,
+    /// Per port word, the contexts it was a destination port in.
+    pub dst: Vec<u32>,
+}
+
+impl PortSupport {
+    /// Number of contexts: protocols times address classes.
+    pub const CONTEXTS: usize = super::features::PROTOCOLS.len() * ADDRESS_CLASSES.len();
+
+    /// The context bit of a protocol column and an address class.
+    pub fn context(protocol: usize, class: usize) -> usize {
+        protocol * ADDRESS_CLASSES.len() + class
+    }
+
+    /// Whether `word`'s mask in `masks` has the context bit set.
+    pub fn allows(masks: &[u32], word: WordId, context: usize) -> bool {
+        masks
+            .get(word as usize)
+            .is_some_and(|m| m & (1 << context) != 0)
+    }
+
+    fn fit(codebook: &Codebook, flows: &[&Flow]) -> PortSupport {
+        let mut support = PortSupport {
+            src: vec![0; codebook.ports.len()],
+            dst: vec![0; codebook.ports.len()],
+        };
+        let classes = &codebook.address_classes;
+        for flow in flows {
+            let Some(words) = codebook.words_of(flow) else {
+                continue;
+            };
+            let protocol = words[Slot::Protocol.index()] as usize;
+            let src = Self::context(protocol, classes.class_index(&flow.src));
+            let dst = Self::context(protocol, classes.class_index(&flow.dst));
+            support.src[words[Slot::SrcPort.index()] as usize] |= 1 << src;
+            support.dst[words[Slot::DstPort.index()] as usize] |= 1 << dst;
+        }
+        support
+    }
+}
+
 /// Knobs for fitting a codebook to training flows.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodebookParams {
     /// Address vocabulary (counts over source and destination together).
@@ -155,6 +216,22 @@ pub struct CodebookParams {
     pub ip2vec: Ip2VecParams,
     /// How addresses are classed for rare-value pooling.
     pub address_classes: AddressClasses,
+    /// Whether ports decode only among the words seen with the generated
+    /// protocol and address class ([`PortSupport`]).
+    pub restrict_ports: bool,
+}
+
+impl Default for CodebookParams {
+    fn default() -> Self {
+        CodebookParams {
+            addresses: VocabParams::default(),
+            ports: VocabParams::default(),
+            bins: BinParams::default(),
+            ip2vec: Ip2VecParams::default(),
+            address_classes: AddressClasses::default(),
+            restrict_ports: true,
+        }
+    }
 }
 
 impl Codebook {
@@ -203,8 +280,12 @@ impl Codebook {
                 bytes: placeholder(),
                 packets: placeholder(),
             },
+            port_support: None,
             first_day,
         };
+        if params.restrict_ports {
+            codebook.port_support = Some(PortSupport::fit(&codebook, &flows));
+        }
         let embeddings = ip2vec::train(
             &codebook.corpus(&flows),
             &params.ip2vec,
@@ -300,6 +381,16 @@ impl Codebook {
                 return Err(format!(
                     "embeddings.{}.normalisation is not {dim} wide",
                     kind.name()
+                ));
+            }
+        }
+        if let Some(support) = &self.port_support {
+            let words = self.ports.len();
+            if support.src.len() != words || support.dst.len() != words {
+                return Err(format!(
+                    "port_support: masks for {} and {} of {words} port words",
+                    support.src.len(),
+                    support.dst.len()
                 ));
             }
         }
