@@ -12,7 +12,7 @@ use flowgen::eval::{run_checks, InternalNetwork};
 use flowgen::flow::{Flow, Protocol, TcpFlags};
 use flowgen::model::bundle::{Bundle, ModelKind};
 use flowgen::model::codebook::{Codebook, CODEBOOK_FILE};
-use flowgen::model::ewgan::{train_ewgan, EwganError, EwganParams};
+use flowgen::model::ewgan::{train_ewgan, train_ewgan_with, EwganError, EwganParams, EwganRun};
 use flowgen::model::features::epoch_day;
 use flowgen::model::runtime::RuntimeOptions;
 use flowgen::model::train::TrainInput;
@@ -69,7 +69,7 @@ fn trains_on_the_sample_and_generates_through_model_load() {
     assert!(eval["training"]["onnx_max_abs_diff"].as_f64().unwrap() <= 1e-4);
     assert_eq!(
         manifest.feature_layout.as_ref().unwrap()["width"],
-        17 + 7 * 4
+        17 + 2 * 7 + 7 * 4
     );
     let read_back = Bundle::read_manifest(&out).unwrap();
     assert_eq!(read_back.training_data, manifest.training_data);
@@ -200,4 +200,21 @@ fn a_file_of_bad_rows_leaves_nothing_to_learn() {
         err.to_string().contains("no training flows") || err.to_string().contains("no flows"),
         "{err}"
     );
+}
+
+#[test]
+fn a_bundle_can_drop_its_held_out_flows_after_scoring_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let run = EwganRun {
+        progress: Progress::Hidden,
+        keep_holdout_file: false,
+        ..EwganRun::default()
+    };
+    let input = input(vec![common::cidds_sample()], 0.1, false);
+    let manifest = train_ewgan_with(&input, &out, &tiny_params(), &run).unwrap();
+    assert!(!out.join("holdout.csv").exists());
+    assert_eq!(manifest.training_data.held_out_file, None);
+    assert_eq!(manifest.training_data.held_out_rows, 614);
+    assert!(manifest.eval.unwrap()["coverage"].as_f64().is_some());
 }

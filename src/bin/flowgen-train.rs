@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use flowgen::data::ReadOptions;
-use flowgen::model::ewgan::{self, EwganParams};
+use flowgen::model::ewgan::{self, EwganParams, EwganRun};
 use flowgen::model::runtime::RuntimeOptions;
 use flowgen::model::train::{self, TrainInput};
 use flowgen::model::wgan::Progress;
@@ -70,6 +70,10 @@ struct EwganArgs {
     /// Most training flows used (a seeded uniform sample beyond).
     #[arg(long, value_name = "N")]
     max_flows: Option<usize>,
+    /// Delete holdout.csv once the held-out flows are scored (for bundles
+    /// published without real flows); the manifest keeps the scores.
+    #[arg(long)]
+    discard_holdout: bool,
     /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, then where scripts/setup puts it).
     #[arg(long, value_name = "FILE")]
     onnxruntime: Option<PathBuf>,
@@ -153,11 +157,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Kind::Baseline => train::train_baseline(&input, &cli.out)?,
         Kind::Ewgan => {
             let params = cli.ewgan.params()?;
-            let runtime = RuntimeOptions {
-                library_path: cli.ewgan.onnxruntime.clone(),
-                ..RuntimeOptions::default()
+            let run = EwganRun {
+                runtime: RuntimeOptions {
+                    library_path: cli.ewgan.onnxruntime.clone(),
+                    ..RuntimeOptions::default()
+                },
+                progress: Progress::Bar,
+                keep_holdout_file: !cli.ewgan.discard_holdout,
             };
-            ewgan::train_ewgan(&input, &cli.out, &params, &runtime, Progress::Bar)?
+            ewgan::train_ewgan_with(&input, &cli.out, &params, &run)?
         }
     };
 

@@ -13,7 +13,7 @@ mod generator;
 mod train;
 
 pub use generator::EwganGenerator;
-pub use train::{train_ewgan, EwganError, EwganParams};
+pub use train::{train_ewgan, train_ewgan_with, EwganError, EwganParams, EwganRun};
 
 use super::bundle::Manifest;
 

@@ -126,10 +126,31 @@ impl Default for EwganParams {
     }
 }
 
-/// Trains an E-WGAN-GP model on `input` and writes its bundle to `out_dir`.
-///
-/// `runtime` locates ONNX Runtime, which checks the exported generator against
-/// the trained one and generates the flows scored on the held-out part.
+/// How a training run behaves, beyond the model's hyper-parameters.
+#[derive(Clone, Debug)]
+pub struct EwganRun {
+    /// Locates ONNX Runtime, which checks the exported generator against the
+    /// trained one and generates the flows scored on the held-out part.
+    pub runtime: RuntimeOptions,
+    /// Progress bars on stderr, or only logs.
+    pub progress: Progress,
+    /// Whether the held-out flows stay in the bundle as `holdout.csv` after
+    /// scoring; a bundle to be published without real flows drops them.
+    pub keep_holdout_file: bool,
+}
+
+impl Default for EwganRun {
+    fn default() -> Self {
+        EwganRun {
+            runtime: RuntimeOptions::default(),
+            progress: Progress::Bar,
+            keep_holdout_file: true,
+        }
+    }
+}
+
+/// Trains an E-WGAN-GP model on `input` and writes its bundle to `out_dir`
+/// (keeping `holdout.csv`); `runtime` locates ONNX Runtime.
 pub fn train_ewgan(
     input: &TrainInput,
     out_dir: &Path,
@@ -137,6 +158,22 @@ pub fn train_ewgan(
     runtime: &RuntimeOptions,
     progress: Progress,
 ) -> Result<Manifest, EwganError> {
+    let run = EwganRun {
+        runtime: runtime.clone(),
+        progress,
+        keep_holdout_file: true,
+    };
+    train_ewgan_with(input, out_dir, params, &run)
+}
+
+/// Trains an E-WGAN-GP model on `input` and writes its bundle to `out_dir`.
+pub fn train_ewgan_with(
+    input: &TrainInput,
+    out_dir: &Path,
+    params: &EwganParams,
+    run: &EwganRun,
+) -> Result<Manifest, EwganError> {
+    let (runtime, progress) = (&run.runtime, run.progress);
     let started = Instant::now();
     let files = common::scan(input)?;
     common::prepare_out_dir(out_dir)?;
@@ -215,6 +252,9 @@ pub fn train_ewgan(
     manifest.hyperparameters = hyperparameters(params, &wgan_params);
     manifest.feature_layout = Some(feature_layout(&layout));
     manifest.eval = Some(serde_json::Value::Object(report));
+    if !run.keep_holdout_file {
+        discard_holdout(out_dir, &mut manifest)?;
+    }
     Bundle::write_manifest(out_dir, &manifest)?;
     tracing::info!(
         bundle = %out_dir.display(),
@@ -223,6 +263,15 @@ pub fn train_ewgan(
         "ewgan trained"
     );
     Ok(manifest)
+}
+
+/// Removes the held-out flows' file once they have been scored.
+fn discard_holdout(out_dir: &Path, manifest: &mut Manifest) -> Result<(), EwganError> {
+    if let Some(name) = manifest.training_data.held_out_file.take() {
+        let path = out_dir.join(name);
+        std::fs::remove_file(&path).map_err(|source| BundleError::Io { path, source })?;
+    }
+    Ok(())
 }
 
 /// A seed for one step of training, derived from the run's seed (SplitMix64).
