@@ -19,7 +19,8 @@
 //!   "embeddings": {"address": {"vectors": [[0.12, ...], ...],
 //!                              "normalisation": {"center": [...], "half_range": [...]}},
 //!                  "port": {...}, "duration": {...}, "bytes": {...}, "packets": {...}},
-//!   "port_support": {"src": [1048577, ...], "dst": [64, ...]}
+//!   "support": {"class_pairs": [["internal", "token"], ...],
+//!               "src_ports": [1048577, ...], "dst_ports": [64, ...]}
 //! }
 //! ```
 //!
@@ -34,9 +35,10 @@
 //!   ([`super::bins`]); the bin index is the word id.
 //! - `embeddings`: raw IP2Vec vectors per word, and the per-dimension map
 //!   into generator space: `normalised = (raw - center) / half_range * 0.9`.
-//! - `port_support` (optional): per port word, bit masks of the
-//!   (protocol, address class) contexts it occurred in as source and as
-//!   destination port ([`PortSupport`]).
+//! - `support` (optional): the (source, destination) address class pairs of
+//!   the training flows, and per port word bit masks of the (protocol,
+//!   address class) contexts it occurred in as source and as destination
+//!   port ([`Support`]): decoding stays within them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -140,38 +142,42 @@ pub struct Codebook {
     pub volumes: VolumeBins,
     /// IP2Vec vectors of every embedded kind.
     pub embeddings: EmbeddingTables,
-    /// Where each port word occurred in training, restricting port decoding;
-    /// `None` decodes ports from the whole vocabulary.
+    /// What the training data shows is possible, restricting decoding to it;
+    /// `None` decodes every field from its whole vocabulary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port_support: Option<PortSupport>,
+    pub support: Option<Support>,
     /// First UTC day as days since the epoch, from `first_date`.
     #[serde(skip)]
     pub first_day: i64,
 }
 
-/// The contexts each port word occurred in during training, per side.
+/// What the training data shows is possible, for decoding within it.
 ///
-/// Bit [`PortSupport::context`]`(protocol, class)` of a word's mask is set
-/// when the word was a source (destination) port of a training flow with
-/// that protocol and source (destination) address class. Decoding then
-/// searches a generated port only among the words seen in the generated
-/// protocol and address class: a UDP flow cannot decode to a port that only
-/// ever carried TCP, a unicast destination not to a port only ever sent to
-/// broadcast addresses.
+/// Decoding picks the most probable (source, destination) address class
+/// pair among the pairs in `class_pairs`, so that a DNS response can no
+/// longer come out addressed to a subnet broadcast address; and it searches
+/// a generated port only among the port words seen in the generated
+/// protocol and same-side address class: a UDP flow cannot decode to a port
+/// that only ever carried TCP, a unicast destination not to a port only ever
+/// sent to broadcast addresses. The generator still chooses among what is
+/// possible; only combinations absent from the training flows are ruled out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortSupport {
-    /// Per port word, the contexts it was a source port in.
-    pub src: Vec<u32>,
+pub struct Support {
+    /// The (source, destination) address class pairs of the training flows.
+    pub class_pairs: Vec<[String; 2]>,
+    /// Per port word, bit [`Support::port_context`] set for each context it
+    /// was a source port in.
+    pub src_ports: Vec<u32>,
     /// Per port word, the contexts it was a destination port in.
-    pub dst: Vec<u32>,
+    pub dst_ports: Vec<u32>,
 }
 
-impl PortSupport {
-    /// Number of contexts: protocols times address classes.
-    pub const CONTEXTS: usize = super::features::PROTOCOLS.len() * ADDRESS_CLASSES.len();
+impl Support {
+    /// Number of port contexts: protocols times address classes.
+    pub const PORT_CONTEXTS: usize = super::features::PROTOCOLS.len() * ADDRESS_CLASSES.len();
 
     /// The context bit of a protocol column and an address class.
-    pub fn context(protocol: usize, class: usize) -> usize {
+    pub fn port_context(protocol: usize, class: usize) -> usize {
         protocol * ADDRESS_CLASSES.len() + class
     }
 
@@ -182,23 +188,41 @@ impl PortSupport {
             .is_some_and(|m| m & (1 << context) != 0)
     }
 
-    fn fit(codebook: &Codebook, flows: &[&Flow]) -> PortSupport {
-        let mut support = PortSupport {
-            src: vec![0; codebook.ports.len()],
-            dst: vec![0; codebook.ports.len()],
-        };
+    /// The class pairs as indexes into [`ADDRESS_CLASSES`]; `None` names an unknown class.
+    pub fn class_pair_indexes(&self) -> Option<Vec<(usize, usize)>> {
+        let index = |name: &String| ADDRESS_CLASSES.iter().position(|c| c == name);
+        self.class_pairs
+            .iter()
+            .map(|[src, dst]| Some((index(src)?, index(dst)?)))
+            .collect()
+    }
+
+    fn fit(codebook: &Codebook, flows: &[&Flow]) -> Support {
+        let words = codebook.ports.len();
+        let (mut src_ports, mut dst_ports) = (vec![0u32; words], vec![0u32; words]);
+        let mut pairs = std::collections::BTreeSet::new();
         let classes = &codebook.address_classes;
         for flow in flows {
             let Some(words) = codebook.words_of(flow) else {
                 continue;
             };
             let protocol = words[Slot::Protocol.index()] as usize;
-            let src = Self::context(protocol, classes.class_index(&flow.src));
-            let dst = Self::context(protocol, classes.class_index(&flow.dst));
-            support.src[words[Slot::SrcPort.index()] as usize] |= 1 << src;
-            support.dst[words[Slot::DstPort.index()] as usize] |= 1 << dst;
+            let (src, dst) = (
+                classes.class_index(&flow.src),
+                classes.class_index(&flow.dst),
+            );
+            pairs.insert((src, dst));
+            src_ports[words[Slot::SrcPort.index()] as usize] |=
+                1 << Self::port_context(protocol, src);
+            dst_ports[words[Slot::DstPort.index()] as usize] |=
+                1 << Self::port_context(protocol, dst);
         }
-        support
+        let name = |c: usize| ADDRESS_CLASSES[c].to_owned();
+        Support {
+            class_pairs: pairs.into_iter().map(|(s, d)| [name(s), name(d)]).collect(),
+            src_ports,
+            dst_ports,
+        }
     }
 }
 
@@ -216,9 +240,9 @@ pub struct CodebookParams {
     pub ip2vec: Ip2VecParams,
     /// How addresses are classed for rare-value pooling.
     pub address_classes: AddressClasses,
-    /// Whether ports decode only among the words seen with the generated
-    /// protocol and address class ([`PortSupport`]).
-    pub restrict_ports: bool,
+    /// Whether decoding stays within the training data's address class pairs
+    /// and port contexts ([`Support`]).
+    pub restrict_to_support: bool,
 }
 
 impl Default for CodebookParams {
@@ -229,7 +253,7 @@ impl Default for CodebookParams {
             bins: BinParams::default(),
             ip2vec: Ip2VecParams::default(),
             address_classes: AddressClasses::default(),
-            restrict_ports: true,
+            restrict_to_support: true,
         }
     }
 }
@@ -280,11 +304,11 @@ impl Codebook {
                 bytes: placeholder(),
                 packets: placeholder(),
             },
-            port_support: None,
+            support: None,
             first_day,
         };
-        if params.restrict_ports {
-            codebook.port_support = Some(PortSupport::fit(&codebook, &flows));
+        if params.restrict_to_support {
+            codebook.support = Some(Support::fit(&codebook, &flows));
         }
         let embeddings = ip2vec::train(
             &codebook.corpus(&flows),
@@ -384,14 +408,20 @@ impl Codebook {
                 ));
             }
         }
-        if let Some(support) = &self.port_support {
+        if let Some(support) = &self.support {
             let words = self.ports.len();
-            if support.src.len() != words || support.dst.len() != words {
+            if support.src_ports.len() != words || support.dst_ports.len() != words {
                 return Err(format!(
-                    "port_support: masks for {} and {} of {words} port words",
-                    support.src.len(),
-                    support.dst.len()
+                    "support: port masks for {} and {} of {words} port words",
+                    support.src_ports.len(),
+                    support.dst_ports.len()
                 ));
+            }
+            if support
+                .class_pair_indexes()
+                .is_none_or(|pairs| pairs.is_empty())
+            {
+                return Err("support.class_pairs: empty or naming an unknown class".into());
             }
         }
         if self.volumes.cells.iter().all(|c| c.volumes.is_empty()) {

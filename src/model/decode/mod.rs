@@ -4,10 +4,11 @@
 //!
 //! Some fields are searched among a subset of their vocabulary chosen by
 //! other generated columns of the same row: addresses among the words of the
-//! generated address class, ports (when the codebook has a
-//! [`PortSupport`]) among the words seen in training with the generated
-//! protocol and same-side address class. Rows are grouped by that context
-//! and each group is searched in one batch.
+//! generated address class and, when the codebook has a [`Support`], ports
+//! among the words seen in training with the generated protocol and
+//! same-side address class, the class pair being the most probable one the
+//! training flows have. Rows are grouped by that context and each group is
+//! searched in one batch.
 
 pub mod nearest;
 
@@ -18,7 +19,7 @@ use rand::Rng;
 pub use nearest::{Method, NearestIndex};
 
 use super::bins::VolumeTable;
-use super::codebook::{Codebook, PortSupport};
+use super::codebook::{Codebook, Support};
 use super::features::{
     argmax, day_in_week, flags_from_outputs, EmbeddedField, FeatureLayout, PROTOCOLS,
 };
@@ -64,28 +65,77 @@ pub enum DecodeError {
     },
 }
 
-/// Which generated columns choose the vocabulary subset a field is searched in.
+/// The generated protocol and address classes of one row, which choose the
+/// vocabulary subsets its fields are searched in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RowContext {
+    protocol: usize,
+    src_class: usize,
+    dst_class: usize,
+}
+
+/// Reads [`RowContext`]s off generator rows.
 #[derive(Clone, Debug)]
+struct ContextReader {
+    protocol: Range<usize>,
+    src_class: Range<usize>,
+    dst_class: Range<usize>,
+    /// The class pairs decoding may choose; `None` takes each side's argmax.
+    class_pairs: Option<Vec<(usize, usize)>>,
+}
+
+impl ContextReader {
+    fn read(&self, row: &[f32]) -> RowContext {
+        let protocol = argmax(&row[self.protocol.clone()]);
+        let src = &row[self.src_class.clone()];
+        let dst = &row[self.dst_class.clone()];
+        let (src_class, dst_class) = match &self.class_pairs {
+            None => (argmax(src), argmax(dst)),
+            Some(pairs) => {
+                // The most probable pair the training data has.
+                let mut best = pairs[0];
+                let mut best_p = f32::NEG_INFINITY;
+                for &(s, d) in pairs {
+                    let p = src[s] * dst[d];
+                    if p > best_p {
+                        best_p = p;
+                        best = (s, d);
+                    }
+                }
+                best
+            }
+        };
+        RowContext {
+            protocol,
+            src_class,
+            dst_class,
+        }
+    }
+}
+
+/// Which part of the row context chooses a field's vocabulary subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Context {
     /// The whole vocabulary.
     Whole,
-    /// The argmax of these one-hot columns (an address class).
-    OneHot(Range<usize>),
-    /// The protocol argmax and the address class argmax, as in [`PortSupport::context`].
-    ProtocolClass {
-        protocol: Range<usize>,
-        class: Range<usize>,
-    },
+    /// The source address class.
+    SrcClass,
+    /// The destination address class.
+    DstClass,
+    /// The protocol and the source address class, as in [`Support::port_context`].
+    SrcPort,
+    /// The protocol and the destination address class.
+    DstPort,
 }
 
 impl Context {
-    fn of_row(&self, row: &[f32]) -> usize {
+    fn group(self, row: &RowContext) -> usize {
         match self {
             Context::Whole => 0,
-            Context::OneHot(columns) => argmax(&row[columns.clone()]),
-            Context::ProtocolClass { protocol, class } => {
-                PortSupport::context(argmax(&row[protocol.clone()]), argmax(&row[class.clone()]))
-            }
+            Context::SrcClass => row.src_class,
+            Context::DstClass => row.dst_class,
+            Context::SrcPort => Support::port_context(row.protocol, row.src_class),
+            Context::DstPort => Support::port_context(row.protocol, row.dst_class),
         }
     }
 }
@@ -116,10 +166,11 @@ impl FieldIndex {
         &self,
         block: &[f32],
         width: usize,
+        contexts: &[RowContext],
         out: &mut [WordId],
         scratch: &mut Scratch,
     ) -> Result<(), DecodeError> {
-        if matches!(self.context, Context::Whole) {
+        if self.context == Context::Whole {
             return self
                 .whole
                 .nearest(block, width, self.offset, out, &mut scratch.scores);
@@ -128,8 +179,8 @@ impl FieldIndex {
         for rows in &mut scratch.rows_by_group {
             rows.clear();
         }
-        for (r, row) in block.chunks_exact(width).enumerate() {
-            let group = self.context.of_row(row).min(self.groups.len() - 1);
+        for (r, row) in contexts.iter().enumerate() {
+            let group = self.context.group(row).min(self.groups.len() - 1);
             scratch.rows_by_group[group].push(r as u32);
         }
         for (group, selected) in scratch.rows_by_group.iter().enumerate() {
@@ -164,6 +215,9 @@ pub struct FlowDecoder {
     ports: Vocabulary<u16>,
     /// One per field of [`EmbeddedField::ALL`].
     fields: Vec<FieldIndex>,
+    contexts: ContextReader,
+    /// The current block's row contexts.
+    row_contexts: Vec<RowContext>,
     volumes: VolumeTable,
     first_day: i64,
     scratch: Scratch,
@@ -178,11 +232,28 @@ impl FlowDecoder {
         for field in EmbeddedField::ALL {
             fields.push(field_index(codebook, field)?);
         }
+        let layout = &codebook.layout;
+        let class_pairs = match &codebook.support {
+            Some(support) => Some(
+                support
+                    .class_pair_indexes()
+                    .filter(|pairs| !pairs.is_empty())
+                    .ok_or(DecodeError::EmptyVocabulary("address class pair"))?,
+            ),
+            None => None,
+        };
         Ok(FlowDecoder {
             layout: codebook.layout,
             addresses: codebook.addresses.clone(),
             ports: codebook.ports.clone(),
             fields,
+            contexts: ContextReader {
+                protocol: layout.protocol(),
+                src_class: layout.src_class(),
+                dst_class: layout.dst_class(),
+                class_pairs,
+            },
+            row_contexts: Vec::new(),
             volumes: VolumeTable::new(&codebook.volumes).ok_or(DecodeError::NoVolumes)?,
             first_day: codebook.first_day,
             scratch: Scratch::default(),
@@ -228,9 +299,13 @@ impl FlowDecoder {
         for first in (0..rows).step_by(BLOCK_ROWS) {
             let last = (first + BLOCK_ROWS).min(rows);
             let block = &outputs[first * width..last * width];
+            self.row_contexts.clear();
+            let contexts = &self.contexts;
+            self.row_contexts
+                .extend(block.chunks_exact(width).map(|row| contexts.read(row)));
             for (f, index) in self.fields.iter().enumerate() {
                 let out = &mut self.words[f * rows + first..f * rows + last];
-                index.search(block, width, out, &mut self.scratch)?;
+                index.search(block, width, &self.row_contexts, out, &mut self.scratch)?;
             }
         }
         Ok(())
@@ -319,29 +394,28 @@ fn field_index(codebook: &Codebook, field: EmbeddedField) -> Result<FieldIndex, 
         )
     };
 
-    let (context, groups) = match (field, &codebook.port_support) {
+    let (context, groups) = match (field, &codebook.support) {
         (EmbeddedField::SrcAddr | EmbeddedField::DstAddr, _) => {
-            let columns = if field == EmbeddedField::SrcAddr {
-                layout.src_class()
-            } else {
-                layout.dst_class()
-            };
             let groups = (0..ADDRESS_CLASSES.len())
                 .map(|class| subset(&|w| codebook.address_word_class(w) == Some(class)))
                 .collect();
-            (Context::OneHot(columns), groups)
+            let context = if field == EmbeddedField::SrcAddr {
+                Context::SrcClass
+            } else {
+                Context::DstClass
+            };
+            (context, groups)
         }
         (EmbeddedField::SrcPort | EmbeddedField::DstPort, Some(support)) => {
-            let (masks, class) = if field == EmbeddedField::SrcPort {
-                (&support.src, layout.src_class())
+            let (masks, context) = if field == EmbeddedField::SrcPort {
+                (&support.src_ports, Context::SrcPort)
             } else {
-                (&support.dst, layout.dst_class())
+                (&support.dst_ports, Context::DstPort)
             };
-            let groups = (0..PortSupport::CONTEXTS)
-                .map(|context| subset(&|w| PortSupport::allows(masks, w, context)))
+            let groups = (0..Support::PORT_CONTEXTS)
+                .map(|c| subset(&|w| Support::allows(masks, w, c)))
                 .collect();
-            let protocol = layout.protocol();
-            (Context::ProtocolClass { protocol, class }, groups)
+            (context, groups)
         }
         _ => (Context::Whole, Vec::new()),
     };

@@ -1,7 +1,7 @@
 //! Decoding whole flows with codebooks fitted to constructed flows.
 
 use super::*;
-use crate::model::codebook::{CodebookParams, FlowEncoder, PortSupport};
+use crate::model::codebook::{CodebookParams, FlowEncoder, Support};
 use crate::model::fixtures::office_flows;
 use crate::model::vocab::{port_class, Word};
 use crate::model::wgan::Progress;
@@ -116,10 +116,10 @@ fn the_generated_class_restricts_the_decoded_address() {
 }
 
 /// A web flow's row with its protocol switched to UDP, and its decoding.
-fn web_flow_as_udp(restrict_ports: bool) -> (Flow, Flow) {
+fn web_flow_as_udp(restrict_to_support: bool) -> (Flow, Flow) {
     let flows = office_flows(1000, 9);
     let params = CodebookParams {
-        restrict_ports,
+        restrict_to_support,
         ..CodebookParams::default()
     };
     let codebook = Codebook::fit(&flows, &params, 3, Progress::Hidden).unwrap();
@@ -143,9 +143,44 @@ fn ports_decode_among_those_seen_with_the_protocol_and_class() {
     assert_eq!(udp.protocol, Protocol::UDP);
     assert!(udp.dst.is_token() && web.dst.is_token());
     assert_eq!(udp.dst_port, 53);
-    assert_eq!(PortSupport::context(1, 6), 13);
+    assert_eq!(Support::port_context(1, 6), 13);
 
     // Without the restriction the embedding alone decides.
     let (web, udp) = web_flow_as_udp(false);
     assert_eq!(udp.dst_port, web.dst_port);
+}
+
+#[test]
+fn address_classes_decode_as_a_pair_the_training_data_has() {
+    // The office flows have internal -> token and internal -> broadcast pairs only.
+    let flows = office_flows(1000, 10);
+    let decode = |restrict_to_support| {
+        let params = CodebookParams {
+            restrict_to_support,
+            ..CodebookParams::default()
+        };
+        let codebook = Codebook::fit(&flows, &params, 3, Progress::Hidden).unwrap();
+        let layout = codebook.layout;
+        let dns = flows.iter().find(|f| f.dst_port == 53).unwrap();
+        let mut row = vec![0.0; layout.width()];
+        assert!(FlowEncoder::new(codebook.clone()).encode(dns, &mut row));
+        // The source leans towards an anonymised token, a pair never seen.
+        row[layout.src_class()].fill(0.0);
+        row[layout.src_class().start] = 0.4;
+        row[layout.src_class().start + 6] = 0.6;
+        let mut out = Vec::new();
+        let mut decoder = FlowDecoder::new(&codebook).unwrap();
+        decoder
+            .decode(&row, 1, &mut ChaCha8Rng::seed_from_u64(1), &mut out)
+            .unwrap();
+        out.remove(0)
+    };
+    assert!(
+        decode(true).src.as_v4().is_some(),
+        "the internal -> token pair wins"
+    );
+    assert!(
+        decode(false).src.is_token(),
+        "each side on its own takes the token"
+    );
 }
