@@ -156,7 +156,8 @@ pub struct PipelineSettings {
     /// 1 to 256. Default 1.
     pub generator_threads: usize,
     /// Batches of `model.batch` flows queued between generators and exporter,
-    /// 1 to 1024; generators block when it is full. Default 8.
+    /// 1 to 1024; generators block when it is full. This read-ahead is what a
+    /// stop sends at once, and what a reload discards. Default 4.
     pub channel_batches: usize,
 }
 
@@ -164,7 +165,7 @@ impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             generator_threads: 1,
-            channel_batches: 8,
+            channel_batches: 4,
         }
     }
 }
