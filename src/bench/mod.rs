@@ -30,7 +30,7 @@ use end_to_end::EndToEndCase;
 use memory::{RssSampler, RssSummary};
 use report::{BenchReport, Machine, MemoryReport};
 use setup::{ModelSource, ModelUnderTest};
-use stages::StageResult;
+use stages::{Stage, StageResult};
 use workers::StageInputs;
 
 /// How often the resident set is sampled over the run.
@@ -121,8 +121,8 @@ pub struct BenchOptions {
     pub runtime: RuntimeOptions,
     /// Export protocol of the end-to-end runs.
     pub protocol: ExportProtocol,
-    /// Whether to time the stages.
-    pub run_stages: bool,
+    /// The stages to time, in pipeline order; empty for none.
+    pub stages: Vec<Stage>,
     /// Whether to run end to end.
     pub run_end_to_end: bool,
 }
@@ -170,12 +170,16 @@ pub fn run(
     };
 
     let mut stages = Vec::new();
-    if options.run_stages {
+    if !options.stages.is_empty() {
         for &batch in &options.batches {
             let inputs = StageInputs::new(&model, batch)?;
             for &threads in &options.threads {
                 progress(&format!("stages at batch {batch}, {threads} threads"));
-                stages.extend(run_stages(&inputs, threads, options.stage_time)?);
+                for &stage in &options.stages {
+                    if let Some(result) = run_stage(stage, &inputs, threads, options.stage_time)? {
+                        stages.push(result);
+                    }
+                }
             }
         }
     }
@@ -218,25 +222,28 @@ pub fn run(
     })
 }
 
-fn run_stages(
+/// Times one stage; `None` for a stage this model cannot run (inference
+/// without ONNX Runtime, the whole-model call of a baseline).
+fn run_stage(
+    stage: Stage,
     inputs: &StageInputs,
     threads: usize,
     time: Duration,
-) -> Result<Vec<StageResult>, BenchError> {
-    let mut results = vec![workers::noise(inputs, threads, time)?];
-    if inputs.model.runtime_unavailable.is_none() {
-        results.push(workers::inference(inputs, threads, time)?);
-    }
-    results.push(workers::decode(inputs, threads, time)?);
-    if inputs.model.end_to_end_is_ewgan() {
-        results.push(workers::generate(inputs, threads, time)?);
-    }
-    results.extend([
-        workers::address_plan(inputs, threads, time)?,
-        workers::encode(inputs, threads, time)?,
-        workers::encode_send(inputs, threads, time)?,
-    ]);
-    Ok(results)
+) -> Result<Option<StageResult>, BenchError> {
+    let model = inputs.model;
+    let result = match stage {
+        Stage::Noise => workers::noise(inputs, threads, time)?,
+        Stage::Inference if model.runtime_unavailable.is_none() => {
+            workers::inference(inputs, threads, time)?
+        }
+        Stage::Decode => workers::decode(inputs, threads, time)?,
+        Stage::Generate if model.end_to_end_is_ewgan() => workers::generate(inputs, threads, time)?,
+        Stage::AddressPlan => workers::address_plan(inputs, threads, time)?,
+        Stage::Encode => workers::encode(inputs, threads, time)?,
+        Stage::EncodeSend => workers::encode_send(inputs, threads, time)?,
+        Stage::Inference | Stage::Generate => return Ok(None),
+    };
+    Ok(Some(result))
 }
 
 /// The one-minute load average, where `/proc/loadavg` exists.
