@@ -217,6 +217,10 @@ pub fn replay(options: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
     };
     let flows_read = feed.flows;
     drop(feed);
+    if read.is_err() {
+        // The replay has failed: send what is queued without waiting for the pace.
+        pipeline.flush_now();
+    }
     let report = pipeline.join();
     let out_of_order_flows = read?;
 
@@ -255,6 +259,11 @@ impl<'a> Feed<'a> {
         }
     }
 
+    /// Whether the pipeline still takes flows.
+    fn is_open(&self) -> bool {
+        self.input.is_some()
+    }
+
     fn push(&mut self, flow: Flow) {
         self.flows += 1;
         self.batch.push(flow);
@@ -268,10 +277,14 @@ impl<'a> Feed<'a> {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FLOWS));
-        if let Some(input) = &self.input {
-            // The pace thread only stops when the channel closes, so a send fails
-            // only if it died; its join reports that.
-            let _ = input.send(batch);
+        // The pace thread only stops when the channel closes, so a send fails
+        // only if it died (its join reports that): stop feeding it.
+        if self
+            .input
+            .as_ref()
+            .is_some_and(|input| input.send(batch).is_err())
+        {
+            self.input = None;
         }
         if self.last_progress.elapsed() >= PROGRESS_EVERY {
             self.last_progress = Instant::now();
@@ -302,6 +315,9 @@ fn feed_in_file_order(
         let mut flow = flow?;
         plan.apply(&mut flow);
         feed.push(flow);
+        if !feed.is_open() {
+            break;
+        }
     }
     Ok(0)
 }
@@ -384,6 +400,9 @@ fn feed_at_original_pace(
         flow.start_ms = flow.start_ms.saturating_add(shift_ms);
         plan.apply(&mut flow);
         feed.push(flow);
+        if !feed.is_open() {
+            break;
+        }
     }
     if out_of_order > 0 {
         tracing::warn!(

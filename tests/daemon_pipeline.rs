@@ -54,7 +54,7 @@ fn a_paced_pipeline_delivers_the_rate_and_stops() {
     settings.collector = vec![CollectorConfig::udp(address, ExportProtocol::Ipfix)];
     let model = LoadedModel {
         generators: vec![Box::new(Fixed)],
-        hourly: None,
+        day_profile: None,
         path: "fixed".into(),
     };
     let metrics = Arc::new(Metrics::new());

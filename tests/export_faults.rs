@@ -370,7 +370,8 @@ fn sets_carry_no_padding() {
                 } else {
                     0
                 },
-                100
+                // Set header, then two templates of 4 octets + 14 fields of 4.
+                4 + 2 * (4 + 14 * 4)
             )
         );
         let mut records = 0;

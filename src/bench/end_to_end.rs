@@ -86,7 +86,7 @@ pub fn run(
     };
     let loaded = LoadedModel {
         generators,
-        hourly: None,
+        day_profile: None,
         path: model.description.clone().into(),
     };
     let metrics = Arc::new(Metrics::new());

@@ -27,8 +27,8 @@ pub type Batch = Vec<Flow>;
 pub struct GeneratorFailed {
     /// Index of the thread in its pool.
     pub thread: usize,
-    /// What the model reported.
-    pub error: BundleError,
+    /// What the model reported (boxed: runtime errors are large).
+    pub error: Box<BundleError>,
 }
 
 /// What every thread of a pool shares.
@@ -153,7 +153,7 @@ impl Worker {
         );
         let failure = GeneratorFailed {
             thread: self.index,
-            error,
+            error: Box::new(error),
         };
         // A full channel means a failure is already being handled.
         let _ = self.settings.failures.try_send(failure);

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::model::baseline::{BaselineFile, BASELINE_FILE};
 use crate::model::bundle::{read_json, Bundle, BundleError, ModelKind};
+use crate::model::codebook::CODEBOOK_FILE;
 use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
@@ -22,7 +23,7 @@ use crate::pace::PaceSettings;
 use super::config::Settings;
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
-use super::schedule::{local_seconds_of_day, HourlyWeights, RateSchedule, ScheduleError};
+use super::schedule::{local_seconds_of_day, DayProfile, RateSchedule, ScheduleError};
 use crate::address_plan::{AddressPlan, AddressPlanError};
 
 /// Why the pipeline could not start or change.
@@ -33,8 +34,8 @@ pub enum PipelineError {
     Model {
         /// The bundle directory.
         path: PathBuf,
-        /// What the loader reported.
-        error: BundleError,
+        /// What the loader reported (boxed: runtime errors are large).
+        error: Box<BundleError>,
     },
     /// The rate profile does not fit the bundle.
     #[error("rate.profile: {0}")]
@@ -55,7 +56,7 @@ pub struct LoadedModel {
     /// One generator per thread.
     pub generators: Vec<Box<dyn FlowGenerator>>,
     /// The bundle's time-of-day distribution, when it has one.
-    pub hourly: Option<HourlyWeights>,
+    pub day_profile: Option<DayProfile>,
     /// The bundle directory, for log lines.
     pub path: PathBuf,
 }
@@ -65,7 +66,7 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
     let path = settings.model.path.clone();
     let model_error = |error| PipelineError::Model {
         path: path.clone(),
-        error,
+        error: Box::new(error),
     };
     // Without a configured seed every load draws one, so a reload or a restart
     // does not replay the same flows.
@@ -74,10 +75,10 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
         .map(|thread| crate::model::load(&path, &load_options(settings, seed, thread)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(model_error)?;
-    let hourly = time_of_day_profile(&path).map_err(model_error)?;
+    let day_profile = time_of_day_profile(&path).map_err(model_error)?;
     Ok(LoadedModel {
         generators,
-        hourly,
+        day_profile,
         path,
     })
 }
@@ -95,21 +96,30 @@ fn load_options(settings: &Settings, seed: u64, thread: usize) -> crate::model::
     }
 }
 
-/// The bundle's flows per hour of the day, for the diurnal profile.
-///
-/// Baseline bundles keep the start-time distribution in `baseline.json`; other
-/// kinds carry no time-of-day profile yet, so `profile = "diurnal"` is refused for them.
-pub fn time_of_day_profile(dir: &Path) -> Result<Option<HourlyWeights>, BundleError> {
+/// The bundle's time-of-day distribution, for the diurnal profile: flows per
+/// hour from a baseline's start-time table, the codebook's quarter-hour shares
+/// for ewgan bundles.
+pub fn time_of_day_profile(dir: &Path) -> Result<Option<DayProfile>, BundleError> {
     let manifest = Bundle::read_manifest(dir)?;
-    if manifest.kind != ModelKind::Baseline {
-        return Ok(None);
+    match manifest.kind {
+        ModelKind::Baseline => {
+            let file: BaselineFile = read_json(&dir.join(BASELINE_FILE))?;
+            let mut hourly = vec![0.0; 24];
+            for &(second, count) in &file.tables.start_second_of_day {
+                hourly[(second / 3600) as usize % 24] += count as f64;
+            }
+            Ok(Some(hourly))
+        }
+        ModelKind::Ewgan => {
+            // Only this field is kept; the rest of the codebook is parsed and dropped.
+            #[derive(serde::Deserialize)]
+            struct Calendar {
+                time_of_day_profile: Vec<f64>,
+            }
+            let calendar: Calendar = read_json(&dir.join(CODEBOOK_FILE))?;
+            Ok(Some(calendar.time_of_day_profile).filter(|p| !p.is_empty()))
+        }
     }
-    let file: BaselineFile = read_json(&dir.join(BASELINE_FILE))?;
-    let mut hourly = [0.0; 24];
-    for &(second, count) in &file.tables.start_second_of_day {
-        hourly[(second / 3600) as usize % 24] += count as f64;
-    }
-    Ok(Some(hourly))
 }
 
 /// The collectors and encoder settings a running export pipeline was opened with.
@@ -154,7 +164,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         failures: tokio::sync::mpsc::Sender<GeneratorFailed>,
     ) -> Result<Pipeline, PipelineError> {
-        let schedule = schedule_for(settings, model.hourly.as_ref())?;
+        let schedule = schedule_for(settings, model.day_profile.as_deref())?;
         let addresses = Arc::new(AddressPlan::new(&settings.addresses)?);
         let burst_flows = settings.rate.burst;
         let pace = pace_at(&schedule, burst_flows, chrono::Local::now());
@@ -199,9 +209,10 @@ impl Pipeline {
 
     /// Switches to a new configuration and model. When the collectors and
     /// `[export]` are unchanged the streams carry on (templates, sequence
-    /// numbers); otherwise every stream is reopened. On error nothing changed.
+    /// numbers); otherwise every stream is reopened. On error nothing changed,
+    /// except for [`PipelineError::Threads`]: then no generator runs any more.
     pub fn reload(&mut self, settings: &Settings, model: LoadedModel) -> Result<(), PipelineError> {
-        let schedule = schedule_for(settings, model.hourly.as_ref())?;
+        let schedule = schedule_for(settings, model.day_profile.as_deref())?;
         let addresses = Arc::new(AddressPlan::new(&settings.addresses)?);
         let key = ExportKey::of(settings);
         let reopen = key != self.key || settings.pipeline.channel_batches != self.channel_batches;
@@ -304,9 +315,13 @@ impl Pipeline {
 
 fn schedule_for(
     settings: &Settings,
-    hourly: Option<&HourlyWeights>,
+    day_profile: Option<&[f64]>,
 ) -> Result<RateSchedule, ScheduleError> {
-    RateSchedule::new(settings.rate.flows_per_s, settings.rate.profile, hourly)
+    RateSchedule::new(
+        settings.rate.flows_per_s,
+        settings.rate.profile,
+        day_profile,
+    )
 }
 
 /// The pacer settings for the schedule at `now`; a paced rate never rounds to 0 (unlimited).

@@ -1,11 +1,15 @@
 //! The target rate over the day: flat, or the bundle's learned time-of-day
 //! distribution scaled to the configured mean.
+//!
+//! The profile's times of day are those of the training data's timestamps as
+//! read (CIDDS-001 records the capture site's local time); the daemon applies
+//! them in the host's local time, so that busy hours stay busy hours.
 
 use super::config::RateProfile;
 
-/// Relative flow counts per hour of the day (index 0 is 00:00 to 01:00), as a
-/// bundle records them from its training data; any positive scale.
-pub type HourlyWeights = [f64; 24];
+/// Relative flow counts in equal slots of the day (24 hours, 96 quarter hours,
+/// ...; slot 0 starts at midnight), as a bundle records them; any positive scale.
+pub type DayProfile = Vec<f64>;
 
 /// Why a diurnal schedule cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -13,7 +17,7 @@ pub enum ScheduleError {
     /// The profile is `diurnal` but the bundle has no time-of-day distribution.
     #[error("rate.profile = \"diurnal\" needs a model bundle with a time-of-day profile, and this one has none; use profile = \"flat\"")]
     NoProfile,
-    /// The bundle's weights are negative, not finite or all zero.
+    /// The bundle's weights are missing, negative, not finite or all zero.
     #[error(
         "the bundle's time-of-day profile is unusable (weights must be finite, >= 0, not all 0)"
     )]
@@ -24,8 +28,8 @@ pub enum ScheduleError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateSchedule {
     mean_flows_per_s: f64,
-    /// Multipliers with mean 1, one per hour; `None` for a flat rate.
-    hourly_factor: Option<HourlyWeights>,
+    /// Multipliers with mean 1, one per slot of the day; `None` for a flat rate.
+    factor: Option<Vec<f64>>,
 }
 
 impl RateSchedule {
@@ -33,9 +37,9 @@ impl RateSchedule {
     pub fn new(
         mean_flows_per_s: f64,
         profile: RateProfile,
-        weights: Option<&HourlyWeights>,
+        weights: Option<&[f64]>,
     ) -> Result<RateSchedule, ScheduleError> {
-        let hourly_factor = match profile {
+        let factor = match profile {
             RateProfile::Flat => None,
             RateProfile::Diurnal => {
                 let weights = weights.ok_or(ScheduleError::NoProfile)?;
@@ -44,7 +48,7 @@ impl RateSchedule {
         };
         Ok(RateSchedule {
             mean_flows_per_s,
-            hourly_factor,
+            factor,
         })
     }
 
@@ -55,31 +59,32 @@ impl RateSchedule {
 
     /// The target at `seconds_of_day` (0 to 86400, local time), flows per second.
     ///
-    /// Between hour midpoints the factor is interpolated linearly (and cyclically
-    /// across midnight), so the rate never jumps on the hour and the day's mean
-    /// equals the configured mean exactly.
+    /// Between slot midpoints the factor is interpolated linearly (and cyclically
+    /// across midnight), so the rate never jumps at a slot boundary and the day's
+    /// mean equals the configured mean exactly.
     pub fn flows_per_s_at(&self, seconds_of_day: f64) -> f64 {
-        let Some(factor) = &self.hourly_factor else {
+        let Some(factor) = &self.factor else {
             return self.mean_flows_per_s;
         };
-        let hours = (seconds_of_day / 3600.0 - 0.5).rem_euclid(24.0);
-        let below = hours.floor() as usize % 24;
-        let above = (below + 1) % 24;
-        let t = hours - hours.floor();
+        let slots = factor.len();
+        let position = (seconds_of_day / 86_400.0 * slots as f64 - 0.5).rem_euclid(slots as f64);
+        let below = position.floor() as usize % slots;
+        let above = (below + 1) % slots;
+        let t = position - position.floor();
         self.mean_flows_per_s * (factor[below] * (1.0 - t) + factor[above] * t)
     }
 }
 
 /// Scales `weights` to mean 1.
-fn normalise(weights: &HourlyWeights) -> Result<HourlyWeights, ScheduleError> {
-    if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+fn normalise(weights: &[f64]) -> Result<Vec<f64>, ScheduleError> {
+    if weights.is_empty() || weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
         return Err(ScheduleError::BadWeights);
     }
-    let mean = weights.iter().sum::<f64>() / 24.0;
+    let mean = weights.iter().sum::<f64>() / weights.len() as f64;
     if mean <= 0.0 {
         return Err(ScheduleError::BadWeights);
     }
-    Ok(weights.map(|w| w / mean))
+    Ok(weights.iter().map(|w| w / mean).collect())
 }
 
 /// Seconds since local midnight for a wall-clock time.
@@ -112,7 +117,7 @@ mod tests {
         let mut weights = [1.0; 24];
         weights[14] = 5.0;
         weights[3] = 0.0;
-        let s = RateSchedule::new(1000.0, RateProfile::Diurnal, Some(&weights)).unwrap();
+        let s = RateSchedule::new(1000.0, RateProfile::Diurnal, Some(&weights[..])).unwrap();
         let scale = 1000.0 / (27.0 / 24.0);
         assert!((s.flows_per_s_at(14.5 * 3600.0) - 5.0 * scale).abs() < 1e-6);
         assert!(s.flows_per_s_at(3.5 * 3600.0).abs() < 1e-6);
@@ -124,20 +129,30 @@ mod tests {
         let mut weights = [1.0; 24];
         weights[23] = 3.0;
         weights[0] = 1.0;
-        let s = RateSchedule::new(100.0, RateProfile::Diurnal, Some(&weights)).unwrap();
+        let s = RateSchedule::new(100.0, RateProfile::Diurnal, Some(&weights[..])).unwrap();
         let before = s.flows_per_s_at(86_399.999);
         let after = s.flows_per_s_at(0.0);
         assert!((before - after).abs() < 0.01, "{before} vs {after}");
     }
 
     #[test]
+    fn quarter_hour_profiles_work_too() {
+        let mut weights = vec![1.0; 96];
+        weights[40] = 9.0; // 10:00 to 10:15
+        let s = RateSchedule::new(100.0, RateProfile::Diurnal, Some(&weights)).unwrap();
+        let scale = 100.0 / (104.0 / 96.0);
+        assert!((s.flows_per_s_at(10.125 * 3600.0) - 9.0 * scale).abs() < 1e-6);
+        assert!((day_mean(&s) - 100.0).abs() < 0.01);
+    }
+
+    #[test]
     fn diurnal_needs_usable_weights() {
         let err = RateSchedule::new(1.0, RateProfile::Diurnal, None).unwrap_err();
         assert_eq!(err, ScheduleError::NoProfile);
-        let err = RateSchedule::new(1.0, RateProfile::Diurnal, Some(&[0.0; 24])).unwrap_err();
+        let err = RateSchedule::new(1.0, RateProfile::Diurnal, Some(&[0.0; 24][..])).unwrap_err();
         assert_eq!(err, ScheduleError::BadWeights);
         let mut nan = [1.0; 24];
         nan[5] = f64::NAN;
-        assert!(RateSchedule::new(1.0, RateProfile::Diurnal, Some(&nan)).is_err());
+        assert!(RateSchedule::new(1.0, RateProfile::Diurnal, Some(&nan[..])).is_err());
     }
 }

@@ -130,7 +130,13 @@ pub async fn run(options: ServiceOptions) -> Result<(), ServiceError> {
             _ = signals.interrupt.recv() => break "SIGINT",
             _ = signals.hangup.recv() => {
                 tokio::select! {
-                    () = reload(&options, &mut pipeline, &metrics) => {}
+                    reloaded = reload(&options, &mut pipeline, &metrics) => {
+                        if let Err(fatal) = reloaded {
+                            notify::stopping();
+                            stop_pipeline(pipeline).await;
+                            return Err(fatal);
+                        }
+                    }
                     name = signals.stop() => break name,
                 }
             }
@@ -158,16 +164,21 @@ async fn load_off_runtime(config: Config) -> Result<LoadedModel, PipelineError> 
         .unwrap_or_else(|join| {
             Err(PipelineError::Model {
                 path,
-                error: crate::model::bundle::BundleError::Io {
+                error: Box::new(crate::model::bundle::BundleError::Io {
                     path: PathBuf::new(),
                     source: std::io::Error::other(format!("model loader panicked: {join}")),
-                },
+                }),
             })
         })
 }
 
-/// Rereads the configuration and the model; on any failure the running ones stay.
-async fn reload(options: &ServiceOptions, pipeline: &mut Pipeline, metrics: &Metrics) {
+/// Rereads the configuration and the model; on any failure the running ones
+/// stay, except when new generator threads cannot start (then the error is returned).
+async fn reload(
+    options: &ServiceOptions,
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+) -> Result<(), ServiceError> {
     tracing::info!(config = %options.config_path.display(), "SIGHUP: reloading");
     notify::reloading();
     let result = async {
@@ -178,10 +189,19 @@ async fn reload(options: &ServiceOptions, pipeline: &mut Pipeline, metrics: &Met
     }
     .await;
     metrics.count_reload(result.is_ok());
-    if let Err(err) = result {
-        tracing::error!("reload failed, the previous configuration and model keep running: {err}");
-    }
     notify::ready();
+    match result {
+        Err(ServiceError::Pipeline(PipelineError::Threads(error))) => {
+            Err(ServiceError::Pipeline(PipelineError::Threads(error)))
+        }
+        Err(err) => {
+            tracing::error!(
+                "reload failed, the previous configuration and model keep running: {err}"
+            );
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Stops the pipeline on a blocking thread (it joins threads) and logs the totals.

@@ -92,7 +92,7 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// The smallest usable `max_message_bytes`: a header, both templates and
     /// one IPv6 data record in its own set, for either protocol.
-    pub const MIN_MESSAGE_BYTES: usize = 192;
+    pub const MIN_MESSAGE_BYTES: usize = 220;
     /// The largest `max_message_bytes`: IPFIX's 16-bit message length field.
     pub const MAX_MESSAGE_BYTES: usize = u16::MAX as usize;
 
@@ -363,7 +363,7 @@ impl ExportStream {
         record: &mut [u8; MAX_RECORD_LEN],
     ) -> usize {
         let mut len = addresses.write(record);
-        len += record::write_common(flow, record, len);
+        len += record::write_common(flow, addresses.family(), record, len);
         len += match self.protocol {
             ExportProtocol::Ipfix => ipfix::write_times(record, len, times),
             ExportProtocol::Netflow9 => netflow9::write_times(record, len, times, self.boot_ms),

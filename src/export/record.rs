@@ -1,11 +1,12 @@
-//! One flow as the fields every template shares: its addresses, the 24 octets of
-//! ports, protocol, flags, ToS and counters, and its clamped start and end times.
+//! One flow as the fields every template shares: its addresses, the 28 octets of
+//! ports, protocol, flags, ToS, ICMP type/code, IP version, direction and
+//! counters, and its clamped start and end times.
 
 use super::template::AddressFamily;
 use crate::flow::{Address, Flow};
 
 /// The longest data record of any layout (IPFIX IPv6), octets.
-pub(super) const MAX_RECORD_LEN: usize = 72;
+pub(super) const MAX_RECORD_LEN: usize = 76;
 
 /// Source and destination address in network byte order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,24 +64,50 @@ fn v6_octets(address: &Address) -> Option<[u8; 16]> {
     }
 }
 
+/// flowDirection (IANA IE 61, v9 DIRECTION) 0: observed where the packets
+/// entered, as an ingress-configured router reports it.
+const DIRECTION_INGRESS: u8 = 0;
+
 /// The fields between addresses and times, in template order: source port,
-/// destination port, protocol, tcpControlBits (two octets), ToS, octet and packet
-/// delta counts (eight octets each). Returns the octets written after `at`.
+/// destination port, protocol, tcpControlBits (two octets), ToS, ICMP type and
+/// code (two octets), IP version, flow direction, octet and packet delta counts
+/// (eight octets each). Returns the octets written after `at`.
 ///
-/// ICMP type and code travel only in the destination port (`type * 256 + code`,
-/// as [`Flow`] holds them and nfdump reads them); the templates have no
-/// icmpTypeCodeIPv4/IPv6 element (32, 139), so a collector that reads ICMP type
-/// only from those shows none.
-pub(super) fn write_common(flow: &Flow, record: &mut [u8; MAX_RECORD_LEN], at: usize) -> usize {
-    let r = &mut record[at..at + 24];
+/// An ICMP or ICMPv6 flow carries `type * 256 + code` both in the ICMP element
+/// and in the destination port, as routers export it: collectors read it from
+/// one or the other (nfcapd 1.7.1 takes it from ICMP_TYPE over v9 and from the
+/// port over IPFIX). Other flows carry 0 in the ICMP element.
+pub(super) fn write_common(
+    flow: &Flow,
+    family: AddressFamily,
+    record: &mut [u8; MAX_RECORD_LEN],
+    at: usize,
+) -> usize {
+    let r = &mut record[at..at + 28];
     r[0..2].copy_from_slice(&flow.src_port.to_be_bytes());
     r[2..4].copy_from_slice(&flow.dst_port.to_be_bytes());
     r[4] = flow.protocol.0;
     r[5..7].copy_from_slice(&u16::from(flow.tcp_flags.0).to_be_bytes());
     r[7] = flow.tos;
-    r[8..16].copy_from_slice(&flow.bytes.to_be_bytes());
-    r[16..24].copy_from_slice(&flow.packets.to_be_bytes());
-    24
+    r[8..10].copy_from_slice(&icmp_type_code(flow).to_be_bytes());
+    r[10] = match family {
+        AddressFamily::V4 => 4,
+        AddressFamily::V6 => 6,
+    };
+    r[11] = DIRECTION_INGRESS;
+    r[12..20].copy_from_slice(&flow.bytes.to_be_bytes());
+    r[20..28].copy_from_slice(&flow.packets.to_be_bytes());
+    28
+}
+
+/// ICMP type and code as `type * 256 + code` for ICMP and ICMPv6 flows (which
+/// [`Flow`] keeps in the destination port), 0 for every other protocol.
+fn icmp_type_code(flow: &Flow) -> u16 {
+    if flow.protocol.is_icmp() {
+        flow.dst_port
+    } else {
+        0
+    }
 }
 
 /// A flow's start and end after clamping, Unix ms.
@@ -167,6 +194,36 @@ mod tests {
         assert_eq!((t.start_ms, t.end_ms), (5_000, 5_000));
         let t = FlowTimes::clamp(&flow(i64::MAX, u64::MAX), 10_000, 0);
         assert_eq!((t.start_ms, t.end_ms), (0, 10_000));
+    }
+
+    #[test]
+    fn icmp_type_and_code_ride_in_the_icmp_element_and_the_port() {
+        let mut f = flow(0, 0);
+        f.protocol = Protocol::ICMPV6;
+        f.src_port = 0;
+        f.dst_port = 128 * 256 + 3;
+        let mut record = [0xffu8; MAX_RECORD_LEN];
+        assert_eq!(write_common(&f, AddressFamily::V6, &mut record, 32), 28);
+        #[rustfmt::skip]
+        let expected: [u8; 28] = [
+            0x00, 0x00,             // source port 0
+            0x80, 0x03,             // destination port: type 128, code 3
+            0x3a,                   // ICMPv6 (58)
+            0x00, 0x00,             // no TCP flags
+            0x00,                   // ToS
+            0x80, 0x03,             // icmpTypeCodeIPv6: type 128, code 3
+            0x06,                   // IP version 6
+            0x00,                   // direction: ingress
+            0, 0, 0, 0, 0, 0, 0, 40, // 40 octets
+            0, 0, 0, 0, 0, 0, 0, 1,  // 1 packet
+        ];
+        assert_eq!(record[32..60], expected);
+
+        // A UDP flow keeps its port and carries no ICMP type.
+        f.protocol = Protocol::UDP;
+        write_common(&f, AddressFamily::V4, &mut record, 8);
+        assert_eq!(record[10..12], [0x80, 0x03]);
+        assert_eq!(record[16..20], [0x00, 0x00, 0x04, 0x00]);
     }
 
     #[test]

@@ -78,39 +78,59 @@ const V9_LAST_SWITCHED: u16 = 21;
 const V9_FIRST_SWITCHED: u16 = 22;
 const SOURCE_IPV6_ADDRESS: u16 = 27;
 const DESTINATION_IPV6_ADDRESS: u16 = 28;
+const ICMP_TYPE_CODE_IPV4: u16 = 32;
+const IP_VERSION: u16 = 60;
+const FLOW_DIRECTION: u16 = 61;
+const ICMP_TYPE_CODE_IPV6: u16 = 139;
 const FLOW_START_MILLISECONDS: u16 = 152;
 const FLOW_END_MILLISECONDS: u16 = 153;
 
 /// The fields after the addresses, shared by every layout: ports, protocol,
-/// TCP flags (two octets, RFC 7125), ToS, and 8-octet delta counters.
+/// TCP flags (two octets, RFC 7125), ToS, ICMP type and code, IP version, flow
+/// direction, and 8-octet delta counters.
+///
+/// `$icmp` is the element that carries ICMP type and code. ipVersion and
+/// flowDirection are there because the two-octet ICMP element alone would leave
+/// records two octets off a 4-byte multiple: both carry true values (4 or 6, and
+/// ingress, which is also what a collector assumes when a router omits it),
+/// where padding octets would be read as data by v9 collectors that do not know
+/// paddingOctets (210).
 macro_rules! common_fields {
-    () => {
+    ($icmp:expr) => {
         [
             field(SOURCE_TRANSPORT_PORT, 2),
             field(DESTINATION_TRANSPORT_PORT, 2),
             field(PROTOCOL_IDENTIFIER, 1),
             field(TCP_CONTROL_BITS, 2),
             field(IP_CLASS_OF_SERVICE, 1),
+            field($icmp, 2),
+            field(IP_VERSION, 1),
+            field(FLOW_DIRECTION, 1),
             field(OCTET_DELTA_COUNT, 8),
             field(PACKET_DELTA_COUNT, 8),
         ]
     };
 }
 
-const fn concat<const N: usize>(
+/// Fields in one common block (see `common_fields!`).
+const COMMON_FIELDS: usize = 10;
+/// Fields in every layout: two addresses, the common block, two times.
+const LAYOUT_FIELDS: usize = 2 + COMMON_FIELDS + 2;
+
+const fn concat(
     addresses: [FieldSpec; 2],
-    common: [FieldSpec; 7],
+    common: [FieldSpec; COMMON_FIELDS],
     times: [FieldSpec; 2],
-) -> [FieldSpec; N] {
-    let mut out = [field(0, 0); N];
+) -> [FieldSpec; LAYOUT_FIELDS] {
+    let mut out = [field(0, 0); LAYOUT_FIELDS];
     let mut i = 0;
     while i < 2 {
         out[i] = addresses[i];
-        out[9 + i] = times[i];
+        out[2 + COMMON_FIELDS + i] = times[i];
         i += 1;
     }
     let mut j = 0;
-    while j < 7 {
+    while j < COMMON_FIELDS {
         out[2 + j] = common[j];
         j += 1;
     }
@@ -133,10 +153,23 @@ const IPFIX_TIMES: [FieldSpec; 2] = [
 /// NetFlow v9: sysUpTime in ms at the first and last packet (RFC 3954 section 8).
 const V9_TIMES: [FieldSpec; 2] = [field(V9_FIRST_SWITCHED, 4), field(V9_LAST_SWITCHED, 4)];
 
-const IPFIX_V4_FIELDS: [FieldSpec; 11] = concat(V4_ADDRESSES, common_fields!(), IPFIX_TIMES);
-const IPFIX_V6_FIELDS: [FieldSpec; 11] = concat(V6_ADDRESSES, common_fields!(), IPFIX_TIMES);
-const V9_V4_FIELDS: [FieldSpec; 11] = concat(V4_ADDRESSES, common_fields!(), V9_TIMES);
-const V9_V6_FIELDS: [FieldSpec; 11] = concat(V6_ADDRESSES, common_fields!(), V9_TIMES);
+// IPFIX has one ICMP element per family (icmpTypeCodeIPv4 32, icmpTypeCodeIPv6
+// 139). NetFlow v9 defines only ICMP_TYPE (32, RFC 3954 section 8), which routers
+// export for ICMPv6 flows as well and which nfdump's v9 decoder reads for both.
+const IPFIX_V4_FIELDS: [FieldSpec; LAYOUT_FIELDS] = concat(
+    V4_ADDRESSES,
+    common_fields!(ICMP_TYPE_CODE_IPV4),
+    IPFIX_TIMES,
+);
+const IPFIX_V6_FIELDS: [FieldSpec; LAYOUT_FIELDS] = concat(
+    V6_ADDRESSES,
+    common_fields!(ICMP_TYPE_CODE_IPV6),
+    IPFIX_TIMES,
+);
+const V9_V4_FIELDS: [FieldSpec; LAYOUT_FIELDS] =
+    concat(V4_ADDRESSES, common_fields!(ICMP_TYPE_CODE_IPV4), V9_TIMES);
+const V9_V6_FIELDS: [FieldSpec; LAYOUT_FIELDS] =
+    concat(V6_ADDRESSES, common_fields!(ICMP_TYPE_CODE_IPV4), V9_TIMES);
 
 /// IPFIX template for IPv4 flows, id 256.
 pub const IPFIX_V4: TemplateLayout = TemplateLayout {
@@ -241,12 +274,13 @@ mod tests {
 
     #[test]
     fn record_lengths_match_the_field_list() {
-        // 4+4 addresses, 2+2 ports, 1 protocol, 2 flags, 1 tos, 8+8 counters, 8+8 times.
-        assert_eq!(IPFIX_V4.record_len(), 48);
-        assert_eq!(IPFIX_V6.record_len(), 72);
+        // 4+4 addresses, 2+2 ports, 1 protocol, 2 flags, 1 tos, 2 icmp type/code,
+        // 1 ip version, 1 direction, 8+8 counters, 8+8 times.
+        assert_eq!(IPFIX_V4.record_len(), 52);
+        assert_eq!(IPFIX_V6.record_len(), 76);
         // v9 times are 4-octet sysUpTime offsets.
-        assert_eq!(V9_V4.record_len(), 40);
-        assert_eq!(V9_V6.record_len(), 64);
+        assert_eq!(V9_V4.record_len(), 44);
+        assert_eq!(V9_V6.record_len(), 68);
     }
 
     #[test]

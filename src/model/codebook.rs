@@ -49,7 +49,9 @@ use super::features::{
     FeatureLayout, Normalisation, WordKind, DAY_MS,
 };
 use super::ip2vec::{self, Corpus, Embeddings, Ip2VecError, Ip2VecParams, Slot, SLOTS};
-use super::vocab::{port_class, AddressClasses, VocabParams, Vocabulary, Word, WordId};
+use super::vocab::{
+    port_class, AddressClasses, VocabParams, Vocabulary, Word, WordId, ADDRESS_CLASSES,
+};
 use super::wgan::Progress;
 use crate::flow::{Address, Flow};
 
@@ -140,7 +142,7 @@ pub struct Codebook {
 }
 
 /// Knobs for fitting a codebook to training flows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodebookParams {
     /// Address vocabulary (counts over source and destination together).
@@ -153,18 +155,6 @@ pub struct CodebookParams {
     pub ip2vec: Ip2VecParams,
     /// How addresses are classed for rare-value pooling.
     pub address_classes: AddressClasses,
-}
-
-impl Default for CodebookParams {
-    fn default() -> Self {
-        CodebookParams {
-            addresses: VocabParams::default(),
-            ports: VocabParams::default(),
-            bins: BinParams::default(),
-            ip2vec: Ip2VecParams::default(),
-            address_classes: AddressClasses::default(),
-        }
-    }
 }
 
 impl Codebook {
@@ -361,6 +351,15 @@ impl Codebook {
         }
     }
 
+    /// The class ([`ADDRESS_CLASSES`] index) of an address word; `None` for the unknown word.
+    pub fn address_word_class(&self, word: WordId) -> Option<usize> {
+        match self.addresses.words().get(word as usize)? {
+            Word::Value { value, .. } => Some(self.address_classes.class_index(value)),
+            Word::Rare { class, .. } => ADDRESS_CLASSES.iter().position(|c| c == class),
+            Word::Unknown => None,
+        }
+    }
+
     /// The generator-space vectors of an embedded kind, row-major.
     pub fn normalised_table(&self, kind: WordKind) -> Vec<f32> {
         self.embeddings
@@ -460,6 +459,9 @@ impl FlowEncoder {
         out[layout.weekday().start + weekday_of_day(epoch_day(flow.start_ms))] = 1.0;
         out[layout.protocol().start + words[Slot::Protocol.index()] as usize] = 1.0;
         out[layout.flags()].copy_from_slice(&flag_bits(flow.tcp_flags));
+        let classes = &self.codebook.address_classes;
+        out[layout.src_class().start + classes.class_index(&flow.src)] = 1.0;
+        out[layout.dst_class().start + classes.class_index(&flow.dst)] = 1.0;
         for field in EmbeddedField::ALL {
             let slot = match field {
                 EmbeddedField::SrcAddr => Slot::SrcAddr,

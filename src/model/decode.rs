@@ -19,7 +19,7 @@ use super::codebook::Codebook;
 use super::features::{
     argmax, day_in_week, flags_from_outputs, EmbeddedField, FeatureLayout, WordKind, PROTOCOLS,
 };
-use super::vocab::{Vocabulary, WordId};
+use super::vocab::{Vocabulary, WordId, ADDRESS_CLASSES};
 use crate::flow::{Address, Flow, Protocol, TcpFlags};
 
 /// Rows scored per matrix product: the score block (rows x words) stays in cache.
@@ -173,12 +173,57 @@ impl NearestIndex {
         match method {
             Method::Product => self.nearest_product(queries, row_stride, offset, out, scratch),
             Method::Fused => {
-                self.transposed
-                    .nearest_rows_dispatch(queries, row_stride, offset, self.dim, out);
+                let rows = QueryRows {
+                    queries,
+                    stride: row_stride,
+                    offset,
+                    dim: self.dim,
+                    selected: None,
+                };
+                self.transposed.nearest_rows_dispatch(&rows, out);
                 for word in out.iter_mut() {
                     *word = self.words[*word as usize];
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The nearest word to the query vectors of the `selected` rows only
+    /// (fused kernel); writes `out[i]` for row `selected[i]`.
+    pub fn nearest_selected(
+        &self,
+        queries: &[f32],
+        row_stride: usize,
+        offset: usize,
+        selected: &[u32],
+        out: &mut [WordId],
+    ) -> Result<(), DecodeError> {
+        let last = selected.iter().copied().max().map_or(0, |r| r as usize + 1);
+        let needed = if last == 0 {
+            0
+        } else {
+            (last - 1) * row_stride + offset + self.dim
+        };
+        if queries.len() < needed || out.len() < selected.len() {
+            return Err(DecodeError::ShortBatch {
+                len: queries.len(),
+                rows: last,
+                width: row_stride,
+                needed,
+            });
+        }
+        let out = &mut out[..selected.len()];
+        let rows = QueryRows {
+            queries,
+            stride: row_stride,
+            offset,
+            dim: self.dim,
+            selected: Some(selected),
+        };
+        self.transposed.nearest_rows_dispatch(&rows, out);
+        for word in out.iter_mut() {
+            *word = self.words[*word as usize];
         }
         Ok(())
     }
@@ -323,18 +368,15 @@ impl Transposed {
     /// compiled as separate functions without the caller's target features.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
-    fn nearest_rows(
-        &self,
-        queries: &[f32],
-        stride: usize,
-        offset: usize,
-        dim: usize,
-        out: &mut [u32],
-    ) {
-        for r in 0..out.len() {
-            let start = r * stride + offset;
-            let q = &queries[start..start + dim];
-            out[r] = match dim {
+    fn nearest_rows(&self, rows: &QueryRows<'_>, out: &mut [u32]) {
+        for i in 0..out.len() {
+            let r = match rows.selected {
+                Some(selected) => selected[i] as usize,
+                None => i,
+            };
+            let start = r * rows.stride + rows.offset;
+            let q = &rows.queries[start..start + rows.dim];
+            out[i] = match rows.dim {
                 8 => self.nearest_one_fixed::<8>(q),
                 16 => self.nearest_one_fixed::<16>(q),
                 _ => self.nearest_one(q),
@@ -345,33 +387,29 @@ impl Transposed {
     /// The same loop compiled for AVX2, where the CPU has it.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn nearest_rows_avx2(
-        &self,
-        queries: &[f32],
-        stride: usize,
-        offset: usize,
-        dim: usize,
-        out: &mut [u32],
-    ) {
-        self.nearest_rows(queries, stride, offset, dim, out)
+    unsafe fn nearest_rows_avx2(&self, rows: &QueryRows<'_>, out: &mut [u32]) {
+        self.nearest_rows(rows, out)
     }
 
-    fn nearest_rows_dispatch(
-        &self,
-        queries: &[f32],
-        stride: usize,
-        offset: usize,
-        dim: usize,
-        out: &mut [u32],
-    ) {
+    fn nearest_rows_dispatch(&self, rows: &QueryRows<'_>, out: &mut [u32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { self.nearest_rows_avx2(queries, stride, offset, dim, out) };
+            unsafe { self.nearest_rows_avx2(rows, out) };
             return;
         }
-        self.nearest_rows(queries, stride, offset, dim, out)
+        self.nearest_rows(rows, out)
     }
+}
+
+/// Query vectors inside a batch: row `r` at `queries[r * stride + offset..][..dim]`,
+/// for every row or for the `selected` ones.
+struct QueryRows<'a> {
+    queries: &'a [f32],
+    stride: usize,
+    offset: usize,
+    dim: usize,
+    selected: Option<&'a [u32]>,
 }
 
 /// The running best word per lane of the fused kernel.
@@ -431,11 +469,18 @@ pub struct FlowDecoder {
     ports: Vocabulary<u16>,
     /// Indexes by [`WordKind::index`] (embedded kinds only).
     indexes: Vec<NearestIndex>,
+    /// Address indexes per class of [`ADDRESS_CLASSES`]; `None` for classes
+    /// without words, whose rows fall back to every address.
+    class_indexes: Vec<Option<NearestIndex>>,
     volumes: VolumeTable,
     first_day: i64,
     scratch: Vec<f32>,
     /// Decoded word per field and row, field-major.
     words: Vec<WordId>,
+    /// Rows of the current block per generated address class.
+    class_rows: Vec<Vec<u32>>,
+    /// Words found for one class's rows.
+    class_words: Vec<WordId>,
 }
 
 impl FlowDecoder {
@@ -443,6 +488,7 @@ impl FlowDecoder {
     pub fn new(codebook: &Codebook) -> Result<FlowDecoder, DecodeError> {
         let dim = codebook.layout.embedding_dim;
         let mut indexes = Vec::new();
+        let mut address_vectors = Vec::new();
         for kind in WordKind::EMBEDDED {
             let vectors = codebook.normalised_table(kind);
             let words = codebook.word_count(kind);
@@ -454,26 +500,35 @@ impl FlowDecoder {
                     words,
                 });
             }
-            let decodable: Vec<WordId> = (0..words as WordId)
-                .filter(|&w| codebook.is_decodable(kind, w))
-                .collect();
-            let mut candidates = Vec::with_capacity(decodable.len() * dim);
-            for &w in &decodable {
-                candidates.extend_from_slice(&vectors[w as usize * dim..(w as usize + 1) * dim]);
-            }
-            let index = NearestIndex::new(&candidates, dim, decodable)
+            let decodable = (0..words as WordId).filter(|&w| codebook.is_decodable(kind, w));
+            let index = index_of(&vectors, dim, decodable.collect())
                 .ok_or(DecodeError::EmptyVocabulary(kind.name()))?;
             indexes.push(index);
+            if kind == WordKind::Address {
+                address_vectors = vectors;
+            }
         }
+        let class_indexes = (0..ADDRESS_CLASSES.len())
+            .map(|class| {
+                let words = (0..codebook.addresses.len() as WordId).filter(|&w| {
+                    codebook.is_decodable(WordKind::Address, w)
+                        && codebook.address_word_class(w) == Some(class)
+                });
+                index_of(&address_vectors, dim, words.collect())
+            })
+            .collect();
         Ok(FlowDecoder {
             layout: codebook.layout,
             addresses: codebook.addresses.clone(),
             ports: codebook.ports.clone(),
             indexes,
+            class_indexes,
             volumes: VolumeTable::new(&codebook.volumes).ok_or(DecodeError::NoVolumes)?,
             first_day: codebook.first_day,
             scratch: Vec::new(),
             words: Vec::new(),
+            class_rows: vec![Vec::new(); ADDRESS_CLASSES.len()],
+            class_words: Vec::new(),
         })
     }
 
@@ -518,10 +573,42 @@ impl FlowDecoder {
             let last = (first + BLOCK_ROWS).min(rows);
             let block = &outputs[first * width..last * width];
             for (f, field) in EmbeddedField::ALL.into_iter().enumerate() {
-                let index = &self.indexes[field.kind().index()];
                 let out = &mut self.words[f * rows + first..f * rows + last];
                 let offset = self.layout.field(field).start;
-                index.nearest(block, width, offset, out, &mut self.scratch)?;
+                let class_columns = match field {
+                    EmbeddedField::SrcAddr => self.layout.src_class(),
+                    EmbeddedField::DstAddr => self.layout.dst_class(),
+                    _ => {
+                        let index = &self.indexes[field.kind().index()];
+                        index.nearest(block, width, offset, out, &mut self.scratch)?;
+                        continue;
+                    }
+                };
+                for rows in &mut self.class_rows {
+                    rows.clear();
+                }
+                for (r, row) in block.chunks_exact(width).enumerate() {
+                    self.class_rows[argmax(&row[class_columns.clone()])].push(r as u32);
+                }
+                for (class, selected) in self.class_rows.iter().enumerate() {
+                    if selected.is_empty() {
+                        continue;
+                    }
+                    let index = self.class_indexes[class]
+                        .as_ref()
+                        .unwrap_or(&self.indexes[WordKind::Address.index()]);
+                    self.class_words.resize(selected.len(), 0);
+                    index.nearest_selected(
+                        block,
+                        width,
+                        offset,
+                        selected,
+                        &mut self.class_words,
+                    )?;
+                    for (&r, &word) in selected.iter().zip(&self.class_words) {
+                        out[r as usize] = word;
+                    }
+                }
             }
         }
         Ok(())
@@ -581,6 +668,16 @@ impl FlowDecoder {
             .cloned()
             .unwrap_or(Address::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
+}
+
+/// An index over the rows `words` of a kind's row-major `vectors`.
+fn index_of(vectors: &[f32], dim: usize, words: Vec<WordId>) -> Option<NearestIndex> {
+    let mut candidates = Vec::with_capacity(words.len() * dim);
+    for &w in &words {
+        let start = w as usize * dim;
+        candidates.extend_from_slice(vectors.get(start..start + dim)?);
+    }
+    NearestIndex::new(&candidates, dim, words)
 }
 
 #[cfg(test)]
@@ -752,6 +849,67 @@ mod flow_tests {
         }
         let err = decoder
             .decode(&outputs[..width * 2 - 1], 2, &mut rng, &mut decoded)
+            .unwrap_err();
+        assert!(matches!(err, DecodeError::ShortBatch { .. }));
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use crate::model::codebook::{CodebookParams, FlowEncoder};
+    use crate::model::fixtures::office_flows;
+    use crate::model::wgan::Progress;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn the_generated_class_restricts_the_decoded_address() {
+        let flows = office_flows(1000, 8);
+        let codebook =
+            Codebook::fit(&flows, &CodebookParams::default(), 3, Progress::Hidden).unwrap();
+        let layout = codebook.layout;
+        let encoder = FlowEncoder::new(codebook.clone());
+        // A DNS lookup, whose destination embedding is exactly the DNS word's ...
+        let dns = flows.iter().find(|f| f.dst_port == 53).unwrap();
+        let mut row = vec![0.0; layout.width()];
+        assert!(encoder.encode(dns, &mut row));
+        // ... but whose destination class says internal broadcast.
+        row[layout.dst_class()].fill(0.0);
+        row[layout.dst_class().start + 1] = 1.0;
+
+        let mut decoder = FlowDecoder::new(&codebook).unwrap();
+        let mut out = Vec::new();
+        decoder
+            .decode(&row, 1, &mut ChaCha8Rng::seed_from_u64(1), &mut out)
+            .unwrap();
+        assert_eq!(out[0].dst.to_string(), "192.168.220.255");
+        assert_eq!(out[0].src, dns.src);
+    }
+
+    #[test]
+    fn selected_rows_match_the_full_search() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (dim, words, rows, stride) = (8, 50, 40, 10);
+        let table: Vec<f32> = (0..words * dim)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let index = NearestIndex::new(&table, dim, (0..words as WordId).collect()).unwrap();
+        let queries: Vec<f32> = (0..rows * stride)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let mut all = vec![0; rows];
+        index
+            .nearest(&queries, stride, 2, &mut all, &mut Vec::new())
+            .unwrap();
+        let selected = [39, 3, 17, 0];
+        let mut some = [0; 4];
+        index
+            .nearest_selected(&queries, stride, 2, &selected, &mut some)
+            .unwrap();
+        assert_eq!(some, selected.map(|r| all[r as usize]));
+        let err = index
+            .nearest_selected(&queries, stride, 2, &[40], &mut some)
             .unwrap_err();
         assert!(matches!(err, DecodeError::ShortBatch { .. }));
     }

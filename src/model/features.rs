@@ -8,7 +8,16 @@
 //! | 7 | weekday one-hot, Monday first | softmax |
 //! | 3 | protocol one-hot: TCP, UDP, ICMP | softmax |
 //! | 6 | TCP flag bits in `UAPRSF` order, 0 or 1 | sigmoid |
+//! | 7 | source address class one-hot ([`ADDRESS_CLASSES`]) | softmax |
+//! | 7 | destination address class one-hot | softmax |
 //! | `dim` each | IP2Vec embeddings of source address, destination address, source port, destination port, duration bin, bytes bin, packets bin | tanh |
+//!
+//! The address class columns are an addition to Ring et al.'s layout:
+//! decoding looks for the nearest address only among the words of the
+//! generated class, so a slightly-off embedding can no longer turn a DNS
+//! server into a subnet broadcast address or an internal host into an
+//! external one (the confusions that broke checks T2, T5 and T6 without
+//! them); the embedding still picks the host within the class.
 //!
 //! Embeddings enter the row normalised ([`Normalisation`]): every dimension of a
 //! word kind is mapped affinely so that the kind's words span `[-0.9, 0.9]`,
@@ -23,6 +32,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use super::output::{ColumnActivation, OutputActivation};
+use super::vocab::ADDRESS_CLASSES;
 use crate::flow::{Protocol, TcpFlags};
 
 /// Milliseconds in a day.
@@ -204,7 +214,9 @@ impl FeatureLayout {
     const WEEKDAY: usize = 1;
     const PROTOCOL: usize = Self::WEEKDAY + WEEKDAYS;
     const FLAGS: usize = Self::PROTOCOL + PROTOCOLS.len();
-    const EMBEDDINGS: usize = Self::FLAGS + TcpFlags::UAPRSF.len();
+    const SRC_CLASS: usize = Self::FLAGS + TcpFlags::UAPRSF.len();
+    const DST_CLASS: usize = Self::SRC_CLASS + ADDRESS_CLASSES.len();
+    const EMBEDDINGS: usize = Self::DST_CLASS + ADDRESS_CLASSES.len();
 
     /// A layout with embeddings of `embedding_dim` numbers.
     pub fn new(embedding_dim: usize) -> FeatureLayout {
@@ -236,6 +248,16 @@ impl FeatureLayout {
         Self::FLAGS..Self::FLAGS + TcpFlags::UAPRSF.len()
     }
 
+    /// The source address class one-hot columns, [`ADDRESS_CLASSES`] order.
+    pub fn src_class(&self) -> Range<usize> {
+        Self::SRC_CLASS..Self::SRC_CLASS + ADDRESS_CLASSES.len()
+    }
+
+    /// The destination address class one-hot columns, [`ADDRESS_CLASSES`] order.
+    pub fn dst_class(&self) -> Range<usize> {
+        Self::DST_CLASS..Self::DST_CLASS + ADDRESS_CLASSES.len()
+    }
+
     /// The embedding columns of one field.
     pub fn field(&self, field: EmbeddedField) -> Range<usize> {
         let start = Self::EMBEDDINGS + field.index() * self.embedding_dim;
@@ -257,6 +279,16 @@ impl FeatureLayout {
             group("weekday", self.weekday(), OutputActivation::Softmax),
             group("protocol", self.protocol(), OutputActivation::Softmax),
             group("tcp_flags", self.flags(), OutputActivation::Sigmoid),
+            group(
+                "src_addr_class",
+                self.src_class(),
+                OutputActivation::Softmax,
+            ),
+            group(
+                "dst_addr_class",
+                self.dst_class(),
+                OutputActivation::Softmax,
+            ),
         ];
         for field in EmbeddedField::ALL {
             groups.push(group(
@@ -397,7 +429,7 @@ mod tests {
             next += group.len;
         }
         assert_eq!(next, layout.width());
-        assert_eq!(layout.width(), 1 + 7 + 3 + 6 + 7 * 8);
+        assert_eq!(layout.width(), 1 + 7 + 3 + 6 + 2 * 7 + 7 * 8);
         assert_eq!(layout.field(EmbeddedField::Packets).end, layout.width());
     }
 

@@ -321,7 +321,27 @@ pub struct AddressClasses {
     pub internal: InternalNetwork,
 }
 
+/// The address classes, in the order of their one-hot columns.
+pub const ADDRESS_CLASSES: [&str; 7] = [
+    "internal",
+    "internal-broadcast",
+    "broadcast",
+    "multicast",
+    "external",
+    "external-v6",
+    "token",
+];
+
 impl AddressClasses {
+    /// The index of an address's class in [`ADDRESS_CLASSES`].
+    pub fn class_index(&self, address: &Address) -> usize {
+        let class = self.class_of(address);
+        ADDRESS_CLASSES
+            .iter()
+            .position(|&c| c == class)
+            .unwrap_or(0)
+    }
+
     /// The class of an address: `internal`, `internal-broadcast`, `broadcast`,
     /// `multicast`, `external`, `external-v6` or `token`.
     pub fn class_of(&self, address: &Address) -> &'static str {
@@ -514,6 +534,19 @@ mod tests {
         assert_eq!(class("8.8.8.8"), "external");
         assert_eq!(class("11529_47"), "token");
         assert_eq!(class("fe80::1"), "external-v6");
+        for (i, name) in ADDRESS_CLASSES.iter().enumerate() {
+            let example = [
+                "192.168.1.1",
+                "192.168.1.255",
+                "10.1.1.255",
+                "224.0.0.1",
+                "8.8.8.8",
+                "::1",
+                "DNS",
+            ][i];
+            assert_eq!(class(example), *name);
+            assert_eq!(classes.class_index(&Address::parse(example).unwrap()), i);
+        }
     }
 
     #[test]

@@ -60,6 +60,9 @@ impl Exporter {
         };
         for (i, sender) in senders.into_iter().enumerate() {
             let stats = Arc::clone(sender.stats());
+            let source = sender
+                .local_addr()
+                .map_or_else(|| "per connection".to_string(), |a| a.to_string());
             let (queue, input) = crossbeam_channel::bounded(export.queue_chunks);
             let span = tracing::info_span!("collector", address = %stats.name);
             let thread = std::thread::Builder::new()
@@ -70,6 +73,7 @@ impl Exporter {
                 collector = %stats.name,
                 protocol = ?stats.protocol,
                 transport = %stats.transport,
+                %source,
                 "exporting"
             );
             exporter.workers.push(Worker {

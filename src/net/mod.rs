@@ -10,6 +10,34 @@
 //!   `Vec<Flow>` batches into a bounded crossbeam channel; a pace thread
 //!   releases them at the rate (or at each flow's end time) to the exporter.
 //!   Counters are atomics in [`CollectorStats`] and [`PipelineStats`].
+//!
+//! Threads, not tasks: the work is a tight loop of encoding into reused
+//! buffers and `sendmmsg` calls, which blocks no more than a send does, so
+//! plain threads avoid an async runtime's overhead and a `spawn_blocking`
+//! hop. One thread paces; one thread per collector encodes and sends; with
+//! one collector that is two threads beside the generator, and on this
+//! two-core machine they move about 5 M flows/s unpaced (see
+//! `examples/send_throughput.rs`).
+//!
+//! ```no_run
+//! use flowgen::export::ExportProtocol;
+//! use flowgen::net::{CollectorConfig, ExportConfig, ExportPipeline, Pacing};
+//! use flowgen::pace::PaceSettings;
+//!
+//! # fn generate() -> Vec<flowgen::flow::Flow> { Vec::new() }
+//! let collectors = [CollectorConfig::udp("127.0.0.1:4739", ExportProtocol::Ipfix)];
+//! let (input, output) = crossbeam_channel::bounded(8);
+//! let pacing = Pacing::Rate(PaceSettings::rate(100_000));
+//! let pipeline = ExportPipeline::spawn(&collectors, &ExportConfig::default(), pacing, output)?;
+//! for _ in 0..100 {
+//!     input.send(generate()).expect("the pipeline runs until the input closes");
+//! }
+//! let sent = pipeline.collectors()[0].snapshot().records_sent; // live counters
+//! drop(input); // no more flows: the pipeline sends what it holds and ends
+//! let report = pipeline.join();
+//! # let _ = (sent, report);
+//! # Ok::<(), flowgen::net::NetError>(())
+//! ```
 
 mod batch;
 mod config;
@@ -23,7 +51,7 @@ mod udp;
 
 pub use config::{CollectorConfig, ExportConfig, Transport};
 pub use exporter::{Chunk, Exporter};
-pub use pipeline::{ExportPipeline, ExportReport, Pacing};
+pub use pipeline::{ExportPipeline, ExportReport, Pacing, EXPORT_DELAY_MS};
 pub use sender::CollectorSender;
 pub use stats::{CollectorCounters, CollectorStats, PipelineCounters, PipelineStats};
 

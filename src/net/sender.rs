@@ -117,14 +117,13 @@ impl CollectorSender {
     /// `now_ms` (Unix) is the export time. Failures are counted, never returned.
     pub fn send(&mut self, flows: &[Flow], now_ms: u64) {
         if let Wire::Tcp(tcp) = &mut self.link {
-            match tcp.ensure_connected(&self.stats) {
-                Link::Up => {}
-                // RFC 7011 section 10.4: templates again on every new connection.
-                Link::NewlyUp => self.stream.resend_templates(),
-                Link::Down => {
-                    self.stats.add_dropped(flows.len() as u64);
-                    return;
-                }
+            if tcp.ensure_connected(&self.stats) == Link::Down {
+                self.stats.add_dropped(flows.len() as u64);
+                return;
+            }
+            // RFC 7011 section 10.4: templates again on every new connection.
+            if tcp.take_needs_templates() {
+                self.stream.resend_templates();
             }
         }
 
@@ -156,10 +155,11 @@ impl CollectorSender {
     /// re-established (with templates) promptly.
     pub fn poll(&mut self, now_ms: u64) {
         if let Wire::Tcp(tcp) = &mut self.link {
-            match tcp.ensure_connected(&self.stats) {
-                Link::Up => {}
-                Link::NewlyUp => self.stream.resend_templates(),
-                Link::Down => return,
+            if tcp.ensure_connected(&self.stats) == Link::Down {
+                return;
+            }
+            if tcp.take_needs_templates() {
+                self.stream.resend_templates();
             }
         }
         if self.stream.templates_due(now_ms) {

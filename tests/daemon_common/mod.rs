@@ -222,3 +222,47 @@ pub fn shared_dir() -> PathBuf {
     }
     PathBuf::from("/work/shared")
 }
+
+/// A small, quickly trained E-WGAN-GP bundle (poor flows, real format) on the
+/// shared CIDDS-001 sample, in a fresh directory; needs ONNX Runtime installed.
+pub fn ewgan_bundle() -> (tempfile::TempDir, PathBuf) {
+    ewgan_bundle_with_embedding_dim(8)
+}
+
+/// Like [`ewgan_bundle`], with IP2Vec embeddings of `dim` (which sets the
+/// generator's output width).
+pub fn ewgan_bundle_with_embedding_dim(dim: usize) -> (tempfile::TempDir, PathBuf) {
+    use flowgen::model::ewgan::{train_ewgan, EwganParams};
+    use flowgen::model::runtime::RuntimeOptions;
+    use flowgen::model::wgan::Progress;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("ewgan");
+    let input = flowgen::model::train::TrainInput {
+        data: vec![shared_dir().join("data/cidds-001/cidds-001-week3-sample.csv")],
+        read_options: Default::default(),
+        holdout_fraction: 0.1,
+        seed: 7,
+    };
+    let mut params = EwganParams {
+        max_training_flows: 2048,
+        eval_flows: 256,
+        check_flows: 256,
+        ..EwganParams::default()
+    };
+    params.codebook.ip2vec.epochs = 1;
+    params.codebook.ip2vec.dim = dim;
+    params.wgan.hidden = vec![32];
+    params.wgan.critic_hidden = vec![32];
+    params.wgan.epochs = 1;
+    params.wgan.batch = 256;
+    train_ewgan(
+        &input,
+        &out,
+        &params,
+        &RuntimeOptions::default(),
+        Progress::Hidden,
+    )
+    .expect("train a small ewgan bundle");
+    (dir, out)
+}

@@ -96,10 +96,11 @@ pub fn walk(message: &[u8]) -> Walk {
 /// Record length of each data set id, octets, as the templates define them.
 pub fn record_len(set_id: u16) -> usize {
     match set_id {
-        256 => 48,
-        257 => 72,
-        258 => 40,
-        259 => 64,
+        // Addresses, 28 octets of ports to counters, 16 (IPFIX) or 8 (v9) of times.
+        256 => 8 + 28 + 16,
+        257 => 32 + 28 + 16,
+        258 => 8 + 28 + 8,
+        259 => 32 + 28 + 8,
         other => panic!("unknown data set id {other}"),
     }
 }
@@ -160,6 +161,10 @@ fn ipfix_element_id(name: &str) -> u16 {
         "destinationIPv4Address" => 12,
         "sourceIPv6Address" => 27,
         "destinationIPv6Address" => 28,
+        "icmpTypeCodeIPv4" => 32,
+        "ipVersion" => 60,
+        "flowDirection" => 61,
+        "icmpTypeCodeIPv6" => 139,
         "flowStartMilliSeconds" => 152,
         "flowEndMilliSeconds" => 153,
         other => panic!("unexpected IPFIX element {other}"),

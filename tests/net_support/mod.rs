@@ -256,7 +256,7 @@ fn parse_nfdump_flags(text: &str) -> Option<u8> {
 
 /// Writes the test input: the first `real_rows` flows of the CIDDS-001 sample,
 /// its ICMP flows, and edge cases the sample lacks (ToS, counters beyond 32
-/// bits, CWR and ECE, IPv6, ICMP echo), as CIDDS-001 CSV with a `Tos` column.
+/// bits, CWR and ECE, IPv6, ICMP and ICMPv6 echo), as CIDDS-001 CSV with a `Tos` column.
 pub fn write_test_input(dir: &Path, real_rows: usize) -> PathBuf {
     let sample = common::cidds_sample();
     let flows: Vec<Flow> = FlowReader::open(&sample, ReadOptions::default())
@@ -320,7 +320,14 @@ fn edge_flows(start_ms: i64) -> Vec<Flow> {
         duration_ms: 3_003,
         ..base.clone()
     };
-    vec![base, v6, echo]
+    // ICMPv6 echo request (type 128) under the IPv6 template.
+    let echo_v6 = Flow {
+        protocol: Protocol::ICMPV6,
+        src_port: 0,
+        dst_port: 128 * 256,
+        ..v6.clone()
+    };
+    vec![base, v6, echo, echo_v6]
 }
 
 /// The flows of `path` as a collector should store them, in file order.

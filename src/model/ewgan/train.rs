@@ -29,7 +29,7 @@ use crate::flow::Flow;
 pub enum EwganError {
     /// Reading, splitting or writing failed in the steps every kind shares.
     #[error(transparent)]
-    Train(#[from] TrainError),
+    Train(Box<TrainError>),
     /// No flow of a protocol the model can represent is left to learn from.
     #[error(
         "no flows to learn from: the input holds {rows} flows, {held_out} held out and \
@@ -64,20 +64,39 @@ pub enum EwganError {
     Wgan(#[from] WganError),
     /// The generator could not be exported or failed verification.
     #[error(transparent)]
-    Onnx(#[from] OnnxError),
+    Onnx(Box<OnnxError>),
     /// ONNX Runtime could not load the exported generator.
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Runtime(Box<RuntimeError>),
     /// A bundle file could not be written or read back.
     #[error(transparent)]
-    Bundle(#[from] BundleError),
+    Bundle(Box<BundleError>),
     /// The held-out flows could not be read back.
     #[error(transparent)]
-    ReadHoldout(#[from] ReadError),
+    ReadHoldout(Box<ReadError>),
     /// The held-out evaluation failed.
     #[error("evaluating on the held-out flows: {0}")]
     Eval(#[from] EvalError),
 }
+
+/// Boxes the large errors of other modules so that results stay small.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {
+        $(impl From<$ty> for EwganError {
+            fn from(e: $ty) -> Self {
+                EwganError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+
+boxed_from!(
+    Train(TrainError),
+    Onnx(OnnxError),
+    Runtime(RuntimeError),
+    Bundle(BundleError),
+    ReadHoldout(ReadError)
+);
 
 /// Hyper-parameters of an E-WGAN-GP model, written to the manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
