@@ -139,6 +139,14 @@ impl BenchOptions {
         if self.batches.is_empty() || self.batches.iter().any(|&b| b == 0 || b > 1 << 20) {
             return bad("--batch", "every batch size must be between 1 and 1048576");
         }
+        if let Some(hidden) = &self.source.stand_in_hidden {
+            if hidden.is_empty() || hidden.iter().any(|&w| w == 0 || w > 1 << 16) {
+                return bad(
+                    "--stand-in-hidden",
+                    "give one to many layer widths between 1 and 65536",
+                );
+            }
+        }
         if self.threads.is_empty() || self.threads.iter().any(|&t| t == 0 || t > 256) {
             return bad("--threads", "every thread count must be between 1 and 256");
         }

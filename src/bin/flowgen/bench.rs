@@ -41,6 +41,10 @@ struct BenchArgs {
     /// Flow file the stand-ins are fitted to [default: the shared CIDDS-001 sample].
     #[arg(long, value_name = "FILE")]
     sample: Option<PathBuf>,
+    /// Hidden layer widths of the stand-in generator (when the bundle has none),
+    /// comma-separated [default: the trainer's].
+    #[arg(long, value_name = "W,..", value_delimiter = ',')]
+    stand_in_hidden: Option<Vec<usize>>,
     /// Batch sizes to measure (flows per step), comma-separated.
     #[arg(long = "batch", value_name = "N,..", value_delimiter = ',', default_values_t = [1024, 4096, 16384])]
     batches: Vec<usize>,
@@ -150,6 +154,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(sample) = args.sample {
         source.sample = sample;
     }
+    source.stand_in_hidden = args.stand_in_hidden;
     let options = BenchOptions {
         source,
         batches: args.batches,
