@@ -9,6 +9,16 @@
 //! pipeline at an unlimited rate into [`sink::CountingSink`], which parses every
 //! message. [`sink`] also runs on its own (`flowgen bench sink`) to count what
 //! a running `flowgen run --rate 0` delivers. Nothing here fails on speed.
+//!
+//! Known shortcomings. The in-process sink shares the machine's cores with the
+//! generator, so end-to-end figures include the sink's own cost, which a real
+//! collector elsewhere would not take from the generator: they understate what
+//! a collector on another host would see. Without an E-WGAN-GP bundle the
+//! stages run on stand-ins of the trainer's default shape, whose inference and
+//! decoding cost match a trained model's but whose flows do not. The sink's
+//! receive buffer is capped by `net.core.rmem_max` unless the process may raise
+//! it (`CAP_NET_ADMIN`); with a small buffer, bursts can overflow it, which the
+//! sequence numbers then report as lost records.
 
 pub mod clock;
 pub mod end_to_end;
