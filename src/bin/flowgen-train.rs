@@ -134,7 +134,7 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", flowgen::error_text::describe(err.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -49,7 +49,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", flowgen::error_text::describe(err.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
