@@ -87,7 +87,9 @@ fn a_missing_model_file_fails_the_load_naming_the_file() {
         matches!(err, BundleError::MissingFile { ref path } if path == &file),
         "{err}"
     );
-    assert!(err.to_string().contains("baseline.json: listed in manifest.json but missing"));
+    assert!(err
+        .to_string()
+        .contains("baseline.json: listed in manifest.json but missing"));
 }
 
 #[test]

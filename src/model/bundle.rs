@@ -540,8 +540,9 @@ mod tests {
         let err = Bundle::write_manifest(dir.path(), &manifest()).unwrap_err();
         assert!(matches!(err, BundleError::MissingFile { .. }), "{err}");
         assert!(
-            err.to_string()
-                .ends_with("baseline.json: listed in manifest.json but missing; the bundle is incomplete"),
+            err.to_string().ends_with(
+                "baseline.json: listed in manifest.json but missing; the bundle is incomplete"
+            ),
             "{err}"
         );
         assert!(!dir.path().join(MANIFEST_FILE).exists());
@@ -582,7 +583,10 @@ mod tests {
 
         std::fs::remove_file(&file).unwrap();
         let err = Bundle::open(dir.path()).unwrap_err();
-        assert!(matches!(err, BundleError::MissingFile { ref path } if path == &file), "{err}");
+        assert!(
+            matches!(err, BundleError::MissingFile { ref path } if path == &file),
+            "{err}"
+        );
     }
 
     #[test]
