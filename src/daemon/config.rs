@@ -708,6 +708,7 @@ mod tests {
             hyperparameters: Default::default(),
             training_time_s: 0.0,
             files: Vec::new(),
+            file_sha256: Default::default(),
             feature_layout: None,
             eval: None,
         };
