@@ -86,6 +86,7 @@ pub struct Metrics {
     /// Batches waiting between generators and exporter.
     pub queued_batches: Gauge,
     flows_dispatched: Counter,
+    flows_discarded_at_stop: Counter,
     flows_sent: Family<CollectorLabel, Counter>,
     messages_sent: Family<CollectorLabel, Counter>,
     bytes_sent: Family<CollectorLabel, Counter>,
@@ -113,6 +114,7 @@ impl Metrics {
             target_rate: Gauge::default(),
             queued_batches: Gauge::default(),
             flows_dispatched: Counter::default(),
+            flows_discarded_at_stop: Counter::default(),
             flows_sent: Family::default(),
             messages_sent: Family::default(),
             bytes_sent: Family::default(),
@@ -142,12 +144,17 @@ impl Metrics {
                 "flows_dispatched",
                 "Flows released by the pacer to the collectors' queues",
             ),
+            (
+                "flows_discarded_at_stop",
+                "Queued flows discarded unsent because a stop's drain limit passed",
+            ),
         ];
         let counters = [
             &self.flows_generated,
             &self.source_shortfall_flows,
             &self.generator_errors,
             &self.flows_dispatched,
+            &self.flows_discarded_at_stop,
         ];
         for ((name, text), counter) in help.into_iter().zip(counters) {
             r.register(name, text, counter.clone());
@@ -236,6 +243,8 @@ impl Metrics {
                 .inc_by(now.flows_dispatched.saturating_sub(seen.flows_dispatched));
             self.source_shortfall_flows
                 .inc_by(now.shortfall_flows.saturating_sub(seen.shortfall_flows));
+            self.flows_discarded_at_stop
+                .inc_by(now.discarded_flows.saturating_sub(seen.discarded_flows));
             *seen = now;
         }
         for c in &mut tracked.collectors {

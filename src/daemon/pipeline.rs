@@ -26,6 +26,10 @@ use super::metrics::Metrics;
 use super::schedule::{local_seconds_of_day, DayProfile, RateSchedule, ScheduleError};
 use crate::address_plan::{AddressPlan, AddressPlanError};
 
+/// How long a stop keeps pacing out queued flows before discarding the rest:
+/// well inside systemd's default `TimeoutStopSec` (90 s) and the unit's.
+pub const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the pipeline could not start or change.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -292,8 +296,14 @@ impl Pipeline {
         self.pace
     }
 
-    /// Stops generating, sends what is queued at once, closes the collectors
-    /// (TCP streams get a short time to drain) and returns the final counters.
+    /// Stops generating, keeps sending what is queued at the current rate for
+    /// at most [`STOP_DRAIN`], discards the rest (logged at warn, counted in
+    /// `flowgen_flows_discarded_at_stop`), closes the collectors (TCP streams
+    /// get a short time to drain) and returns the final counters.
+    ///
+    /// Paced rather than flushed at once: the read-ahead (`channel_batches` x
+    /// `batch` x generator threads) sent in one burst overflows a collector's
+    /// UDP receive buffer, and a short run would overshoot its rate.
     pub fn stop(self) -> ExportReport {
         let Pipeline {
             mut generators,
@@ -306,9 +316,17 @@ impl Pipeline {
         drop(queued);
         generators.stop();
         drop(input);
-        export.flush_now();
+        export.drain_within(STOP_DRAIN);
         let report = export.join();
         metrics.sync();
+        let discarded_flows = report.pipeline.discarded_flows;
+        if discarded_flows > 0 {
+            tracing::warn!(
+                discarded_flows,
+                drain_limit_s = STOP_DRAIN.as_secs_f64(),
+                "stopping: queued flows not sent within the drain limit were discarded"
+            );
+        }
         report
     }
 }

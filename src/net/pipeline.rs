@@ -19,7 +19,7 @@
 //! after its end, it keeps its millisecond timestamps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,8 @@ struct Control {
     /// Bumped on every rate change so the pace thread notices.
     generation: AtomicU64,
     flush_now: AtomicBool,
+    /// Set by [`ExportPipeline::drain_within`]: past it, queued flows are discarded.
+    drain_deadline: OnceLock<Instant>,
 }
 
 /// Final counters of a pipeline that has finished.
@@ -156,6 +158,16 @@ impl ExportPipeline {
         self.control.flush_now.store(true, Ordering::Release);
     }
 
+    /// Keeps pacing what is queued and what still arrives until `limit` from
+    /// now, then discards the rest (counted in `discarded_flows`) and finishes.
+    ///
+    /// For shutdown: unlike [`ExportPipeline::flush_now`], the collectors get
+    /// flows at the configured rate, not in one burst that overflows a stock
+    /// collector's UDP receive buffer; the deadline bounds how long a stop takes.
+    pub fn drain_within(&self, limit: Duration) {
+        let _ = self.control.drain_deadline.set(Instant::now() + limit);
+    }
+
     /// Waits for the pipeline to finish (drop the input's senders first) and
     /// returns the final counters.
     pub fn join(mut self) -> ExportReport {
@@ -196,6 +208,10 @@ impl PaceLoop {
         }) {
             let mut flows = batch.into_iter();
             while !flows.as_slice().is_empty() {
+                if self.past_drain_deadline() {
+                    self.stats.add_discarded(flows.len() as u64);
+                    break;
+                }
                 let current = self.control.generation.load(Ordering::Acquire);
                 if current != generation {
                     generation = current;
@@ -284,6 +300,13 @@ impl PaceLoop {
         let chunk: Chunk = pending.drain(..).collect();
         self.exporter.dispatch(&chunk, true);
         self.stats.add_dispatched(count);
+    }
+
+    fn past_drain_deadline(&self) -> bool {
+        self.control
+            .drain_deadline
+            .get()
+            .is_some_and(|deadline| Instant::now() >= *deadline)
     }
 
     fn control_settings(&self) -> PaceSettings {
@@ -403,6 +426,31 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(report.collectors[0].1.records_sent, 3_000);
         assert_eq!(report.pipeline.flows_in, 3_000);
+    }
+
+    #[test]
+    fn drain_within_keeps_the_rate_then_discards_what_is_left() {
+        let (_socket, config) = sink();
+        let (input, output) = crossbeam_channel::bounded(4);
+        let pipeline = ExportPipeline::spawn(
+            &[config],
+            &ExportConfig::default(),
+            Pacing::Rate(PaceSettings::rate(1_000)),
+            output,
+        )
+        .unwrap();
+        input.send(flows(3_000)).unwrap();
+        input.send(flows(3_000)).unwrap();
+        drop(input);
+        let started = Instant::now();
+        pipeline.drain_within(Duration::from_millis(500));
+        let report = pipeline.join();
+        let elapsed = started.elapsed();
+        let sent = report.collectors[0].1.records_sent;
+        assert!(elapsed < Duration::from_secs(2), "drain took {elapsed:?}");
+        // About 0.5 s at 1k/s plus the pacer's burst, never the 6,000 queued.
+        assert!((300..=1_500).contains(&sent), "{sent} flows sent");
+        assert_eq!(report.pipeline.discarded_flows + sent, 6_000);
     }
 
     #[test]
