@@ -92,6 +92,11 @@ fn sigterm_stops_within_seconds_with_exit_code_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    // The log is a file, not a terminal: no colour escape codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a log file:\n{log:?}"
+    );
 }
 
 #[test]
