@@ -75,10 +75,18 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
     // Without a configured seed every load draws one, so a reload or a restart
     // does not replay the same flows.
     let seed = settings.model.seed.unwrap_or_else(rand::random);
-    let generators = (0..settings.pipeline.generator_threads)
-        .map(|thread| crate::model::load(&path, &load_options(settings, seed, thread)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(model_error)?;
+    let first = crate::model::load(&path, &load_options(settings, seed, 0)).map_err(model_error)?;
+    // `device = "auto"` warns when it falls back to the cpu; the first thread
+    // decides for the rest, so one load warns once, not once per thread.
+    let resolved_device = first.inference_device().map(|device| device.to_string());
+    let mut generators = vec![first];
+    for thread in 1..settings.pipeline.generator_threads {
+        let mut options = load_options(settings, seed, thread);
+        if let Some(device) = &resolved_device {
+            options.device.clone_from(device);
+        }
+        generators.push(crate::model::load(&path, &options).map_err(model_error)?);
+    }
     let day_profile = time_of_day_profile(&path).map_err(model_error)?;
     Ok(LoadedModel {
         generators,
