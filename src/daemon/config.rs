@@ -633,12 +633,13 @@ pub fn check_host_port(address: &str) -> Result<(), String> {
 
 fn validate_export(settings: &Settings, fail: &mut impl FnMut(&str, String)) {
     let export = &settings.export;
-    // The encoder's own bounds (256 to 65535) allow more than one UDP datagram carries.
+    // The encoder's own bounds (220 to 65535) allow more than one UDP datagram carries.
     let udp = settings
         .collector
         .iter()
         .any(|c| c.transport == Transport::Udp);
-    if udp && export.max_message_bytes > MAX_UDP_PAYLOAD_BYTES {
+    let too_big_for_udp = udp && export.max_message_bytes > MAX_UDP_PAYLOAD_BYTES;
+    if too_big_for_udp {
         fail(
             "export.max_message_bytes",
             format!(
@@ -646,8 +647,14 @@ fn validate_export(settings: &Settings, fail: &mut impl FnMut(&str, String)) {
                 export.max_message_bytes
             ),
         );
-    } else if let Err(crate::net::NetError::Config { key, message }) = export.validate() {
-        fail(&key, message);
+    }
+    for problem in export.problems() {
+        if let crate::net::NetError::Config { key, message } = problem {
+            // One message per key: the UDP limit above already covers this one.
+            if !(too_big_for_udp && key == "export.max_message_bytes") {
+                fail(&key, message);
+            }
+        }
     }
     if export.tcp_reconnect_interval_ms == 0 {
         fail(
@@ -775,6 +782,22 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {found:#?}");
         }
         assert_eq!(found.len(), 6, "{found:#?}");
+    }
+
+    #[test]
+    fn export_problems_are_all_reported_together() {
+        let text = format!(
+            "{ONE_COLLECTOR}[export]\nmax_message_bytes = 10\nqueue_chunks = 0\n\
+             template_refresh_s = 0\ntemplate_refresh_messages = 0\n"
+        );
+        let found = issues(parse(&text, &[]));
+        for key in [
+            "export.max_message_bytes",
+            "export.queue_chunks",
+            "export.template_refresh_s",
+        ] {
+            assert!(found.iter().any(|i| i.starts_with(key)), "{key}: {found:?}");
+        }
     }
 
     #[test]
