@@ -20,7 +20,7 @@ use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
 
-use super::config::Settings;
+use super::config::{Config, ConfigError, Issue, Settings};
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
 use super::schedule::{local_seconds_of_day, DayProfile, RateSchedule, ScheduleError};
@@ -93,6 +93,25 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
         day_profile,
         path,
     })
+}
+
+/// Loads the configured model once, as a generator thread would, for
+/// `check-config`: a bundle whose manifest validates but which cannot load (a
+/// truncated `generator.onnx`, a missing ONNX Runtime) is an issue on `model.path`,
+/// so that a unit's `ExecStartPre` fails instead of `ExecStart` restart-looping.
+pub fn check_model_loads(config: &Config) -> Result<(), ConfigError> {
+    let settings = &config.settings;
+    let path = &settings.model.path;
+    match crate::model::load(path, &load_options(settings, 0, 0)) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(ConfigError::Invalid {
+            path: config.source.clone(),
+            issues: vec![Issue {
+                key: "model.path".into(),
+                message: format!("{} cannot be loaded: {error}", path.display()),
+            }],
+        }),
+    }
 }
 
 /// The loader options for generator thread `thread`: each thread gets its own seed.
