@@ -158,8 +158,9 @@ pub struct PipelineSettings {
     /// two threads nearly double the flows a two-core machine delivers.
     pub generator_threads: usize,
     /// Batches of `model.batch` flows queued between generators and exporter,
-    /// 1 to 1024; generators block when it is full. This read-ahead is what a
-    /// stop sends at once, and what a reload discards. Default 4.
+    /// 1 to 1024; generators block when it is full. A stop keeps sending this
+    /// read-ahead at the configured rate for at most 2 s and discards the rest
+    /// (counted); a reload discards it. Default 4.
     pub channel_batches: usize,
 }
 
