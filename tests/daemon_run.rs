@@ -203,6 +203,9 @@ fn the_metrics_endpoint_serves_total_counters() {
         .sum();
     assert!(received > 0, "{}", daemon.log_text());
 
+    // A sender counts a message after its system call returns, so the last one
+    // received may not be counted yet; counters only grow, so waiting is safe.
+    std::thread::sleep(Duration::from_millis(200));
     let response = http_get(metrics_port, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let value = |name: &str| -> u64 {
