@@ -92,6 +92,11 @@ fn sigterm_stops_within_seconds_with_exit_code_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    // The log is a file, not a terminal: no colour escape codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a log file:\n{log:?}"
+    );
 }
 
 #[test]
@@ -198,6 +203,9 @@ fn the_metrics_endpoint_serves_total_counters() {
         .sum();
     assert!(received > 0, "{}", daemon.log_text());
 
+    // A sender counts a message after its system call returns, so the last one
+    // received may not be counted yet; counters only grow, so waiting is safe.
+    std::thread::sleep(Duration::from_millis(200));
     let response = http_get(metrics_port, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let value = |name: &str| -> u64 {
