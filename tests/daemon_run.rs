@@ -433,3 +433,54 @@ fn the_diurnal_profile_follows_the_bundles_time_of_day() {
         "gauge {gauge}, expected {expected} (TZ {tz})"
     );
 }
+
+#[test]
+fn sigterm_paces_the_read_ahead_for_at_most_the_drain_limit_then_discards_it() {
+    let (bundle_dir, bundle) = baseline_bundle();
+    let (socket, port) = collector_socket();
+    let rate = 500;
+    // Two threads of 4 batches of 4096 flows: about 33 s of read-ahead at 500/s.
+    let text = format!(
+        "[model]\npath = {bundle:?}\nbatch = 4096\n\
+         [rate]\nflows_per_s = {rate}\n\
+         [[collector]]\naddress = \"127.0.0.1:{port}\"\n\
+         [metrics]\nlisten = \"\"\n\
+         [pipeline]\ngenerator_threads = 2\nchannel_batches = 4\n"
+    );
+    let (_dir, path) = daemon_common::write_config(&text);
+    let mut daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        bundle_dir.path().join("log"),
+    );
+    let mut templates = HashMap::new();
+    let started = Instant::now();
+    let before: u32 = receive(&socket, Duration::from_secs(1), &mut templates)
+        .iter()
+        .map(|m| m.data_records)
+        .sum();
+    assert!(before > 0, "nothing arrived; log:\n{}", daemon.log_text());
+
+    daemon.signal(libc::SIGTERM);
+    // The drain limit is 2 s; what arrives after 3 s would be a leak.
+    let during_stop: u32 = receive(&socket, Duration::from_secs(3), &mut templates)
+        .iter()
+        .map(|m| m.data_records)
+        .sum();
+    let status = daemon.wait_for_exit(Duration::from_secs(5));
+    let log = daemon.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+    // At the rate for the run and the 2 s drain, with slack for start-up; a
+    // flush of the read-ahead would send over 16,000.
+    let run_s = started.elapsed().as_secs_f64() - 3.0 + 2.0;
+    let ceiling = (f64::from(rate) * run_s * 1.3) as u32 + 200;
+    assert!(
+        before + during_stop <= ceiling,
+        "{before} + {during_stop} flows for {run_s:.1} s at {rate}/s; log:\n{log}"
+    );
+    assert!(
+        during_stop >= rate,
+        "only {during_stop} flows paced out while stopping; log:\n{log}"
+    );
+    assert!(log.contains("discarded"), "no discard warning; log:\n{log}");
+}

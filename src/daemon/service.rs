@@ -216,7 +216,7 @@ async fn stop_pipeline(pipeline: Pipeline) {
                     collector = %name,
                     flows_sent = counters.records_sent,
                     flows_dropped = counters.records_dropped,
-                    send_errors = counters.send_errors,
+                    send_errors_messages = counters.send_errors,
                     "collector totals"
                 );
             }

@@ -241,10 +241,13 @@ impl PaceLoop {
                     .dispatch(&chunk, pacer.is_unlimited() || flushing);
                 self.stats.add_dispatched(granted as u64);
             }
-            self.stats.set_shortfall(pacer.shortfall_flows());
-            warned.check(pacer.shortfall_flows(), pacer.settings().rate_flows_per_s);
+            // While draining for a stop the source is stopped on purpose: an
+            // empty queue then is not the source falling behind.
+            if self.control.drain_deadline.get().is_none() {
+                self.stats.set_shortfall(pacer.shortfall_flows());
+                warned.check(pacer.shortfall_flows(), pacer.settings().rate_flows_per_s);
+            }
         }
-        self.stats.set_shortfall(pacer.shortfall_flows());
         self.exporter.finish();
     }
 
