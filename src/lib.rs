@@ -14,6 +14,7 @@ pub mod address_plan;
 pub mod bench;
 pub mod daemon;
 pub mod data;
+pub mod error_text;
 pub mod eval;
 pub mod export;
 pub mod flow;

@@ -221,22 +221,6 @@ fn missing_inputs_fail_naming_the_path() {
 }
 
 #[test]
-fn ewgan_training_says_it_is_not_built_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let sample = common::cidds_sample();
-    let out = train(&[
-        "--kind",
-        "ewgan",
-        "--data",
-        sample.to_str().unwrap(),
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
-}
-
-#[test]
 fn holdout_fractions_outside_zero_to_one_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let sample = common::cidds_sample();

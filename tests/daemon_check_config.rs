@@ -121,3 +121,29 @@ fn a_missing_file_and_bad_toml_are_errors_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_model_that_validates_but_cannot_load_is_an_error_on_model_path() {
+    // The bundled model with its generator cut short, as an interrupted copy leaves it.
+    let (dir, path) = write_config(
+        "[model]\npath = \"../models/m\"\n[[collector]]\naddress = \"127.0.0.1:4739\"\n",
+    );
+    let bundle = dir.path().join("models/m");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let shipped = daemon_common::repo().join("models/cidds-001");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bundle.join(entry.file_name())).unwrap();
+    }
+    let onnx = bundle.join("generator.onnx");
+    let bytes = std::fs::read(&onnx).unwrap();
+    std::fs::write(&onnx, &bytes[..bytes.len() / 2]).unwrap();
+
+    let output = check_config(&path);
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains("model.path:") && err.contains("cannot be loaded"),
+        "{err}"
+    );
+}

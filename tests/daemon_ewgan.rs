@@ -177,3 +177,30 @@ fn onnx_inference_runs_with_writable_executable_memory_denied() {
         Some(0)
     );
 }
+
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn device_auto_without_cuda_warns_once_per_load_not_per_thread() {
+    let (bundle_dir, bundle) = ewgan_bundle();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let extra = "device = \"auto\"\n[pipeline]\ngenerator_threads = 3";
+    let (_dir, path) = daemon_common::write_config(&config_text(&bundle, port, extra));
+    let mut daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        bundle_dir.path().join("log"),
+    );
+    // Flows arriving means every generator thread has loaded.
+    let mut buf = vec![0u8; 65_536];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && socket.recv(&mut buf).is_err() {}
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_for_exit(Duration::from_secs(5));
+    let log = daemon.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    assert_eq!(log.matches("cuda unavailable").count(), 1, "{log}");
+}

@@ -92,6 +92,11 @@ fn sigterm_stops_within_seconds_with_exit_code_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    // The log is a file, not a terminal: no colour escape codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a log file:\n{log:?}"
+    );
 }
 
 #[test]
@@ -198,6 +203,9 @@ fn the_metrics_endpoint_serves_total_counters() {
         .sum();
     assert!(received > 0, "{}", daemon.log_text());
 
+    // A sender counts a message after its system call returns, so the last one
+    // received may not be counted yet; counters only grow, so waiting is safe.
+    std::thread::sleep(Duration::from_millis(200));
     let response = http_get(metrics_port, "/metrics");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let value = |name: &str| -> u64 {
@@ -424,4 +432,55 @@ fn the_diurnal_profile_follows_the_bundles_time_of_day() {
         (gauge - expected).abs() <= 0.01 * expected + 1.0,
         "gauge {gauge}, expected {expected} (TZ {tz})"
     );
+}
+
+#[test]
+fn sigterm_paces_the_read_ahead_for_at_most_the_drain_limit_then_discards_it() {
+    let (bundle_dir, bundle) = baseline_bundle();
+    let (socket, port) = collector_socket();
+    let rate = 500;
+    // Two threads of 4 batches of 4096 flows: about 33 s of read-ahead at 500/s.
+    let text = format!(
+        "[model]\npath = {bundle:?}\nbatch = 4096\n\
+         [rate]\nflows_per_s = {rate}\n\
+         [[collector]]\naddress = \"127.0.0.1:{port}\"\n\
+         [metrics]\nlisten = \"\"\n\
+         [pipeline]\ngenerator_threads = 2\nchannel_batches = 4\n"
+    );
+    let (_dir, path) = daemon_common::write_config(&text);
+    let mut daemon = Daemon::start(
+        &["--config", path.to_str().unwrap()],
+        &[],
+        bundle_dir.path().join("log"),
+    );
+    let mut templates = HashMap::new();
+    let started = Instant::now();
+    let before: u32 = receive(&socket, Duration::from_secs(1), &mut templates)
+        .iter()
+        .map(|m| m.data_records)
+        .sum();
+    assert!(before > 0, "nothing arrived; log:\n{}", daemon.log_text());
+
+    daemon.signal(libc::SIGTERM);
+    // The drain limit is 2 s; what arrives after 3 s would be a leak.
+    let during_stop: u32 = receive(&socket, Duration::from_secs(3), &mut templates)
+        .iter()
+        .map(|m| m.data_records)
+        .sum();
+    let status = daemon.wait_for_exit(Duration::from_secs(5));
+    let log = daemon.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+    // At the rate for the run and the 2 s drain, with slack for start-up; a
+    // flush of the read-ahead would send over 16,000.
+    let run_s = started.elapsed().as_secs_f64() - 3.0 + 2.0;
+    let ceiling = (f64::from(rate) * run_s * 1.3) as u32 + 200;
+    assert!(
+        before + during_stop <= ceiling,
+        "{before} + {during_stop} flows for {run_s:.1} s at {rate}/s; log:\n{log}"
+    );
+    assert!(
+        during_stop >= rate,
+        "only {during_stop} flows paced out while stopping; log:\n{log}"
+    );
+    assert!(log.contains("discarded"), "no discard warning; log:\n{log}");
 }

@@ -256,3 +256,29 @@ fn sessions_can_move_to_generator_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<GeneratorSession>();
 }
+
+#[test]
+fn a_generator_emitting_nan_is_an_error_not_garbage() {
+    use flowgen::model::mlp::Mlp;
+    use rand::SeedableRng;
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut network = Mlp::new(&[4, 8, 3], 0.2, &mut rng);
+    // One damaged weight in the output layer spoils column 1 of every row.
+    network.layers[1].w[1] = f32::NAN;
+    let g = TrainedGenerator::new(network, &[]).unwrap();
+    let (_dir, path) = exported(&g);
+    let mut session =
+        GeneratorSession::load(&path, shape_of(&g), &RuntimeOptions::default()).unwrap();
+
+    let err = session.run(&[0.5; 8], 2).unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::NonFiniteOutput { row: 0, column: 1, value, .. } if value.is_nan()),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("generator.onnx: generator output row 0 column 1 is NaN"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::clock::process_cpu;
+use super::memory::read_status;
 use super::setup::ModelUnderTest;
 use super::sink::{CountingSink, SinkCounts, DEFAULT_RECEIVE_BUFFER_BYTES};
 use super::BenchError;
@@ -44,6 +45,9 @@ pub struct EndToEndResult {
     /// Process CPU time over the window (generator, pace, sender and sink
     /// threads), seconds per second.
     pub cpu_cores_used: f64,
+    /// Resident set at the start and at the end of the window, KiB (0 where
+    /// `/proc/self/status` is missing): flat when nothing accumulates.
+    pub resident_kib: (u64, u64),
     /// The sink's counts over the window.
     pub sink: SinkCounts,
     /// The collector sender's counters at the end of the run.
@@ -96,7 +100,9 @@ pub fn run(
     std::thread::sleep(warm_up);
     let (sink_before, generated_before) = (sink.counts(), metrics.flows_generated.get());
     let (started, cpu_before) = (Instant::now(), process_cpu());
+    let rss_before = resident_kib();
     std::thread::sleep(window);
+    let rss_after = resident_kib();
     let window_s = started.elapsed().as_secs_f64();
     let cpu_s = process_cpu().saturating_sub(cpu_before).as_secs_f64();
     let (sink_after, generated_after) = (sink.counts(), metrics.flows_generated.get());
@@ -113,6 +119,7 @@ pub fn run(
         received_per_s: sink_counts.data_records as f64 / window_s,
         generated_per_s: (generated_after - generated_before) as f64 / window_s,
         cpu_cores_used: cpu_s / window_s,
+        resident_kib: (rss_before, rss_after),
         sink: sink_counts,
         sender: report
             .collectors
@@ -120,4 +127,8 @@ pub fn run(
             .map(|(_, c)| *c)
             .unwrap_or_default(),
     })
+}
+
+fn resident_kib() -> u64 {
+    read_status().map_or(0, |s| s.resident_kib)
 }

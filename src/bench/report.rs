@@ -119,7 +119,7 @@ impl BenchReport {
     fn end_to_end_table(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6} {:>9} {:>8} {:>8}",
+            "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6} {:>9} {:>8} {:>8} {:>17}",
             "end to end",
             "batch",
             "threads",
@@ -128,7 +128,8 @@ impl BenchReport {
             "cores",
             "malformed",
             "seq-lost",
-            "dropped"
+            "dropped",
+            "rss start->end"
         )?;
         for r in &self.end_to_end {
             let protocol = match r.case.protocol {
@@ -137,7 +138,7 @@ impl BenchReport {
             };
             writeln!(
                 f,
-                "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6.2} {:>9} {:>8} {:>8}",
+                "{:<18} {:>7} {:>7} {:>12} {:>12} {:>6.2} {:>9} {:>8} {:>8} {:>17}",
                 protocol,
                 r.case.batch,
                 r.case.threads,
@@ -146,7 +147,12 @@ impl BenchReport {
                 r.cpu_cores_used,
                 r.sink.malformed + r.sink.truncated,
                 r.sink.sequence_gap,
-                r.sender.records_dropped
+                r.sender.records_dropped,
+                format!(
+                    "{:.0}->{:.0} MiB",
+                    r.resident_kib.0 as f64 / 1024.0,
+                    r.resident_kib.1 as f64 / 1024.0
+                )
             )?;
         }
         Ok(())

@@ -45,6 +45,8 @@ pub struct ModelSource {
     pub bundle: PathBuf,
     /// Flow file the stand-ins are fitted to (the shared CIDDS-001 sample).
     pub sample: PathBuf,
+    /// Hidden layer widths of the stand-in generator; `None` for the trainer's default.
+    pub stand_in_hidden: Option<Vec<usize>>,
 }
 
 impl ModelSource {
@@ -58,6 +60,7 @@ impl ModelSource {
         ModelSource {
             bundle: PathBuf::from(DEFAULT_BUNDLE),
             sample: shared.join(SAMPLE_IN_SHARED),
+            stand_in_hidden: None,
         }
     }
 }
@@ -139,7 +142,7 @@ impl ModelUnderTest {
             .map_err(|e| {
                 BenchError::Setup(format!("{}: codebook: {e}", source.sample.display()))
             })?;
-        let network = stand_in_network(codebook.layout)?;
+        let network = stand_in_network(codebook.layout, source.stand_in_hidden.as_deref())?;
         let onnx = scratch.path.join(GENERATOR_FILE);
         crate::model::onnx::write_onnx(&network, &onnx)
             .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}")))?;
@@ -268,22 +271,21 @@ pub fn fill_normal(rng: &mut ChaCha8Rng, out: &mut [f32]) {
     }
 }
 
-/// A generator of the trainer's default shape for `layout`, with random weights.
-fn stand_in_network(layout: FeatureLayout) -> Result<TrainedGenerator, BenchError> {
+/// A generator for `layout` with random weights, of the trainer's default
+/// shape unless `hidden` gives other hidden layer widths.
+fn stand_in_network(
+    layout: FeatureLayout,
+    hidden: Option<&[usize]>,
+) -> Result<TrainedGenerator, BenchError> {
     let params = WganParams::default();
+    let hidden = hidden.unwrap_or(&params.hidden);
     let activations: Vec<ColumnActivation> = layout
         .groups()
         .iter()
         .map(|group| group.activation_range())
         .collect();
-    TrainedGenerator::random(
-        params.noise_dim,
-        &params.hidden,
-        layout.width(),
-        &activations,
-        SEED,
-    )
-    .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}")))
+    TrainedGenerator::random(params.noise_dim, hidden, layout.width(), &activations, SEED)
+        .map_err(|e| BenchError::Setup(format!("stand-in generator: {e}")))
 }
 
 fn train_baseline(sample: &Path, out_dir: &Path) -> Result<PathBuf, BenchError> {

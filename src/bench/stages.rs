@@ -1,13 +1,13 @@
 //! Measuring one stage: `threads` workers, each with its own state, repeat one
 //! step (a batch through the stage) for a set time; flows per second of wall
-//! time across them all, and flows per second of the workers' own CPU time.
+//! time across them all, and flows per second of the process's CPU time.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::clock::thread_cpu;
+use super::clock::process_cpu;
 use super::BenchError;
 
 /// The pipeline stages the benchmark times on their own.
@@ -31,6 +31,35 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 7] = [
+        Stage::Noise,
+        Stage::Inference,
+        Stage::Decode,
+        Stage::Generate,
+        Stage::AddressPlan,
+        Stage::Encode,
+        Stage::EncodeSend,
+    ];
+
+    /// The name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Noise => "noise",
+            Stage::Inference => "inference",
+            Stage::Decode => "decode",
+            Stage::Generate => "generate",
+            Stage::AddressPlan => "address-plan",
+            Stage::Encode => "encode",
+            Stage::EncodeSend => "encode-send",
+        }
+    }
+
+    /// The stage a command-line name stands for.
+    pub fn from_key(key: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.key() == key)
+    }
+
     /// The name in the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -58,11 +87,12 @@ pub struct StageResult {
     pub flows: u64,
     /// Measured wall time, seconds.
     pub wall_s: f64,
-    /// CPU time of the workers, seconds.
+    /// CPU time of the process while the workers ran, seconds.
     pub cpu_s: f64,
     /// Flows per wall-clock second, all workers together.
     pub flows_per_s: f64,
-    /// Flows per CPU second of the workers: the stage's cost, whatever else runs.
+    /// Flows per CPU second of the process: the stage's cost, whatever else
+    /// runs on the machine.
     pub flows_per_cpu_s: f64,
 }
 
@@ -82,11 +112,14 @@ impl<F: FnMut() -> Result<usize, BenchError>> StageWorker for F {
 struct WorkerTally {
     flows: u64,
     wall: Duration,
-    cpu: Duration,
 }
 
 /// Runs `threads` workers made by `make` (called on each worker's own thread
 /// with its index) for `duration` after one unmeasured warm-up step each.
+///
+/// CPU time is the whole process's over the measured span, so that threads a
+/// stage starts itself (ONNX Runtime's intra-op pool) are counted too; nothing
+/// else in the process works meanwhile.
 pub fn measure<W, M>(
     stage: Stage,
     batch: usize,
@@ -99,18 +132,22 @@ where
     M: Fn(usize) -> Result<W, BenchError> + Sync,
 {
     let threads = threads.max(1);
-    let barrier = Barrier::new(threads);
-    let tallies = std::thread::scope(|scope| {
+    // The workers and this thread: the CPU clock starts when all are ready.
+    let barrier = Barrier::new(threads + 1);
+    let (tallies, cpu) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|index| {
                 let (make, barrier) = (&make, &barrier);
                 scope.spawn(move || run_worker(index, duration, make, barrier))
             })
             .collect();
-        handles
+        barrier.wait();
+        let cpu_started = process_cpu();
+        let tallies = handles
             .into_iter()
             .map(|h| h.join().unwrap_or(Err(BenchError::WorkerPanicked)))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (tallies, process_cpu().saturating_sub(cpu_started))
     });
     let tallies = tallies.into_iter().collect::<Result<Vec<_>, _>>()?;
 
@@ -119,7 +156,7 @@ where
         .iter()
         .map(|t| t.wall.as_secs_f64())
         .fold(0.0, f64::max);
-    let cpu_s = tallies.iter().map(|t| t.cpu.as_secs_f64()).sum::<f64>();
+    let cpu_s = cpu.as_secs_f64();
     Ok(StageResult {
         stage,
         batch,
@@ -154,7 +191,7 @@ where
     let made = make(index).and_then(|mut worker| worker.step().map(|_| worker));
     barrier.wait();
     let mut worker = made?;
-    let (started, cpu_started) = (Instant::now(), thread_cpu());
+    let started = Instant::now();
     let mut flows = 0u64;
     while started.elapsed() < duration {
         flows += worker.step()? as u64;
@@ -162,7 +199,6 @@ where
     Ok(WorkerTally {
         flows,
         wall: started.elapsed(),
-        cpu: thread_cpu().saturating_sub(cpu_started),
     })
 }
 

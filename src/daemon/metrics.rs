@@ -86,6 +86,7 @@ pub struct Metrics {
     /// Batches waiting between generators and exporter.
     pub queued_batches: Gauge,
     flows_dispatched: Counter,
+    flows_discarded_at_stop: Counter,
     flows_sent: Family<CollectorLabel, Counter>,
     messages_sent: Family<CollectorLabel, Counter>,
     bytes_sent: Family<CollectorLabel, Counter>,
@@ -113,6 +114,7 @@ impl Metrics {
             target_rate: Gauge::default(),
             queued_batches: Gauge::default(),
             flows_dispatched: Counter::default(),
+            flows_discarded_at_stop: Counter::default(),
             flows_sent: Family::default(),
             messages_sent: Family::default(),
             bytes_sent: Family::default(),
@@ -142,12 +144,17 @@ impl Metrics {
                 "flows_dispatched",
                 "Flows released by the pacer to the collectors' queues",
             ),
+            (
+                "flows_discarded_at_stop",
+                "Queued flows discarded unsent because a stop's drain limit passed",
+            ),
         ];
         let counters = [
             &self.flows_generated,
             &self.source_shortfall_flows,
             &self.generator_errors,
             &self.flows_dispatched,
+            &self.flows_discarded_at_stop,
         ];
         for ((name, text), counter) in help.into_iter().zip(counters) {
             r.register(name, text, counter.clone());
@@ -236,6 +243,8 @@ impl Metrics {
                 .inc_by(now.flows_dispatched.saturating_sub(seen.flows_dispatched));
             self.source_shortfall_flows
                 .inc_by(now.shortfall_flows.saturating_sub(seen.shortfall_flows));
+            self.flows_discarded_at_stop
+                .inc_by(now.discarded_flows.saturating_sub(seen.discarded_flows));
             *seen = now;
         }
         for c in &mut tracked.collectors {
@@ -350,8 +359,11 @@ impl Reporter {
         let now = self.metrics.snapshot();
         let elapsed_s = now.at.duration_since(self.last.at).as_secs_f64().max(1e-3);
         let per_s = |now: u64, then: u64| now.saturating_sub(then) as f64 / elapsed_s;
+        // Rates are per second; everything else counts the interval, and the
+        // line says so, so that "dropped" is not read as a rate.
+        let interval_s = elapsed_s.round();
         let mut line = format!(
-            "generated {:.0} flows/s, source short by {} flows",
+            "generated {:.0} flows/s, source short by {} flows in the last {interval_s} s",
             per_s(now.generated, self.last.generated),
             now.shortfall.saturating_sub(self.last.shortfall),
         );
@@ -364,7 +376,8 @@ impl Reporter {
                 .map_or([0; 3], |(_, totals)| *totals);
             let _ = write!(
                 line,
-                "; {name}: sent {:.0} flows/s, dropped {}, send errors {}",
+                "; {name}: sent {:.0} flows/s, in the last {interval_s} s dropped {} flows \
+                 and failed to send {} messages",
                 per_s(*sent, sent0),
                 dropped.saturating_sub(dropped0),
                 errors.saturating_sub(errors0),
@@ -552,6 +565,30 @@ mod tests {
         let line = reporter.line();
         assert!(line.starts_with("generated "), "{line}");
         assert!(line.contains("source short by 0 flows"), "{line}");
+    }
+
+    #[test]
+    fn the_report_line_names_the_unit_of_every_number() {
+        let metrics = Arc::new(Metrics::new());
+        let collector = Arc::new(CollectorStats::new(
+            "127.0.0.1:9".into(),
+            "127.0.0.1:9".parse().unwrap(),
+            ExportProtocol::Ipfix,
+            Transport::Udp,
+        ));
+        metrics.track(
+            &Arc::new(PipelineStats::default()),
+            std::slice::from_ref(&collector),
+        );
+        let mut reporter = Reporter::new(metrics.clone());
+        collector.add_dropped(7);
+        collector.add_send_error();
+        collector.add_send_error();
+        let line = reporter.line();
+        assert!(line.contains("127.0.0.1:9: sent 0 flows/s"), "{line}");
+        assert!(line.contains("dropped 7 flows"), "{line}");
+        assert!(line.contains("failed to send 2 messages"), "{line}");
+        assert!(line.contains("in the last 0 s"), "{line}");
     }
 
     #[test]

@@ -20,11 +20,15 @@ use crate::model::FlowGenerator;
 use crate::net::{ExportPipeline, ExportReport, NetError, Pacing};
 use crate::pace::PaceSettings;
 
-use super::config::Settings;
+use super::config::{Config, ConfigError, Issue, Settings};
 use super::generators::{Batch, GeneratorFailed, GeneratorPool, PoolSettings};
 use super::metrics::Metrics;
 use super::schedule::{local_seconds_of_day, DayProfile, RateSchedule, ScheduleError};
 use crate::address_plan::{AddressPlan, AddressPlanError};
+
+/// How long a stop keeps pacing out queued flows before discarding the rest:
+/// well inside systemd's default `TimeoutStopSec` (90 s) and the unit's.
+pub const STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the pipeline could not start or change.
 #[derive(Debug, thiserror::Error)]
@@ -71,16 +75,43 @@ pub fn load_model(settings: &Settings) -> Result<LoadedModel, PipelineError> {
     // Without a configured seed every load draws one, so a reload or a restart
     // does not replay the same flows.
     let seed = settings.model.seed.unwrap_or_else(rand::random);
-    let generators = (0..settings.pipeline.generator_threads)
-        .map(|thread| crate::model::load(&path, &load_options(settings, seed, thread)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(model_error)?;
+    let first = crate::model::load(&path, &load_options(settings, seed, 0)).map_err(model_error)?;
+    // `device = "auto"` warns when it falls back to the cpu; the first thread
+    // decides for the rest, so one load warns once, not once per thread.
+    let resolved_device = first.inference_device().map(|device| device.to_string());
+    let mut generators = vec![first];
+    for thread in 1..settings.pipeline.generator_threads {
+        let mut options = load_options(settings, seed, thread);
+        if let Some(device) = &resolved_device {
+            options.device.clone_from(device);
+        }
+        generators.push(crate::model::load(&path, &options).map_err(model_error)?);
+    }
     let day_profile = time_of_day_profile(&path).map_err(model_error)?;
     Ok(LoadedModel {
         generators,
         day_profile,
         path,
     })
+}
+
+/// Loads the configured model once, as a generator thread would, for
+/// `check-config`: a bundle whose manifest validates but which cannot load (a
+/// truncated `generator.onnx`, a missing ONNX Runtime) is an issue on `model.path`,
+/// so that a unit's `ExecStartPre` fails instead of `ExecStart` restart-looping.
+pub fn check_model_loads(config: &Config) -> Result<(), ConfigError> {
+    let settings = &config.settings;
+    let path = &settings.model.path;
+    match crate::model::load(path, &load_options(settings, 0, 0)) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(ConfigError::Invalid {
+            path: config.source.clone(),
+            issues: vec![Issue {
+                key: "model.path".into(),
+                message: format!("{} cannot be loaded: {error}", path.display()),
+            }],
+        }),
+    }
 }
 
 /// The loader options for generator thread `thread`: each thread gets its own seed.
@@ -292,8 +323,14 @@ impl Pipeline {
         self.pace
     }
 
-    /// Stops generating, sends what is queued at once, closes the collectors
-    /// (TCP streams get a short time to drain) and returns the final counters.
+    /// Stops generating, keeps sending what is queued at the current rate for
+    /// at most [`STOP_DRAIN`], discards the rest (logged at warn, counted in
+    /// `flowgen_flows_discarded_at_stop`), closes the collectors (TCP streams
+    /// get a short time to drain) and returns the final counters.
+    ///
+    /// Paced rather than flushed at once: the read-ahead (`channel_batches` x
+    /// `batch` x generator threads) sent in one burst overflows a collector's
+    /// UDP receive buffer, and a short run would overshoot its rate.
     pub fn stop(self) -> ExportReport {
         let Pipeline {
             mut generators,
@@ -306,9 +343,17 @@ impl Pipeline {
         drop(queued);
         generators.stop();
         drop(input);
-        export.flush_now();
+        export.drain_within(STOP_DRAIN);
         let report = export.join();
         metrics.sync();
+        let discarded_flows = report.pipeline.discarded_flows;
+        if discarded_flows > 0 {
+            tracing::warn!(
+                discarded_flows,
+                drain_limit_s = STOP_DRAIN.as_secs_f64(),
+                "stopping: queued flows not sent within the drain limit were discarded"
+            );
+        }
         report
     }
 }

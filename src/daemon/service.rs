@@ -149,7 +149,10 @@ pub async fn run(options: ServiceOptions) -> Result<(), ServiceError> {
         }
     };
 
-    tracing::info!("{stopped_by}: stopping; sending what is queued");
+    tracing::info!(
+        drain_limit_s = super::pipeline::STOP_DRAIN.as_secs_f64(),
+        "{stopped_by}: stopping; sending what is queued at the configured rate"
+    );
     notify::stopping();
     stop_pipeline(pipeline).await;
     tracing::info!("stopped");
@@ -213,7 +216,7 @@ async fn stop_pipeline(pipeline: Pipeline) {
                     collector = %name,
                     flows_sent = counters.records_sent,
                     flows_dropped = counters.records_dropped,
-                    send_errors = counters.send_errors,
+                    send_errors_messages = counters.send_errors,
                     "collector totals"
                 );
             }

@@ -10,7 +10,12 @@
 //! A reader checks `schema_version` and `kind` before anything else, so a
 //! bundle from a newer flowgen fails with a message saying so rather than
 //! with a missing-field error.
+//!
+//! Writing a manifest records the SHA-256 of every file it lists, and opening
+//! a bundle checks them, so a damaged or edited model file fails at load
+//! instead of producing garbage flows.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -84,6 +89,29 @@ pub enum BundleError {
         /// What is wrong with it.
         message: String,
     },
+    /// A file the manifest lists is not in the bundle folder.
+    #[error(
+        "{path}: listed in {MANIFEST_FILE} but missing; the bundle is incomplete",
+        path = path.display()
+    )]
+    MissingFile {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A bundle file's bytes differ from the SHA-256 its manifest recorded.
+    #[error(
+        "{path}: checksum mismatch (manifest sha256 {expected}, file {actual}); \
+         the bundle is corrupt or was edited",
+        path = path.display()
+    )]
+    ChecksumMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The digest in the manifest, lowercase hex.
+        expected: String,
+        /// The digest of the file as read, lowercase hex.
+        actual: String,
+    },
     /// ONNX Runtime could not load or run the bundle's generator.
     #[error(transparent)]
     Runtime(#[from] super::runtime::RuntimeError),
@@ -153,6 +181,11 @@ pub struct Manifest {
     pub training_time_s: f64,
     /// The model files of the bundle (relative to its folder) that its kind loads.
     pub files: Vec<String>,
+    /// SHA-256 of each of `files`, lowercase hex, by file name; filled in by
+    /// [`Bundle::write_manifest`] and checked by [`Bundle::open`]. Empty in
+    /// bundles written before flowgen recorded checksums.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_sha256: BTreeMap<String, String>,
     /// How flows map to model vectors (kinds that have one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_layout: Option<serde_json::Value>,
@@ -198,12 +231,47 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Opens the bundle in `dir`, reading and checking its manifest.
+    /// Opens the bundle in `dir`, reading and checking its manifest and
+    /// verifying that every listed file is there with its recorded SHA-256.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
-        Ok(Bundle {
+        let bundle = Bundle {
             dir: dir.to_path_buf(),
             manifest: Bundle::read_manifest(dir)?,
-        })
+        };
+        bundle.verify_files()?;
+        Ok(bundle)
+    }
+
+    /// Checks that each file in `files` exists and matches its digest in
+    /// `file_sha256`; bundles are small, so hashing them at every load is cheap.
+    pub fn verify_files(&self) -> Result<(), BundleError> {
+        for name in &self.manifest.files {
+            let path = self.file(name);
+            if !path.is_file() {
+                return Err(BundleError::MissingFile { path });
+            }
+        }
+        if self.manifest.file_sha256.is_empty() && !self.manifest.files.is_empty() {
+            tracing::warn!(
+                bundle = %self.dir.display(),
+                "the manifest records no checksums (written by an older flowgen); model files are not verified"
+            );
+        }
+        for (name, expected) in &self.manifest.file_sha256 {
+            let path = self.file(name);
+            if !path.is_file() {
+                return Err(BundleError::MissingFile { path });
+            }
+            let actual = sha256_file(&path)?;
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(BundleError::ChecksumMismatch {
+                    path,
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads `dir/manifest.json`, checking schema version and kind first.
@@ -248,12 +316,15 @@ impl Bundle {
         serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Writes `manifest` as `dir/manifest.json`, creating `dir` if needed.
+    /// Writes `manifest` as `dir/manifest.json`, creating `dir` if needed, with
+    /// `file_sha256` computed afresh from the files named in `files`.
     ///
     /// The manifest is written last by trainers and replaced atomically, so a
     /// folder with a manifest always holds a complete bundle.
     pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BundleError> {
-        write_json(&dir.join(MANIFEST_FILE), manifest)
+        let mut manifest = manifest.clone();
+        manifest.file_sha256 = file_checksums(dir, &manifest.files)?;
+        write_json(&dir.join(MANIFEST_FILE), &manifest)
     }
 
     /// The bundle folder.
@@ -270,6 +341,20 @@ impl Bundle {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// SHA-256 of each of `files` inside `dir`, by name; a missing file is a [`BundleError::MissingFile`].
+fn file_checksums(dir: &Path, files: &[String]) -> Result<BTreeMap<String, String>, BundleError> {
+    files
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Err(BundleError::MissingFile { path });
+            }
+            Ok((name.clone(), sha256_file(&path)?))
+        })
+        .collect()
 }
 
 /// Writes `value` as indented JSON to `path` through a temporary file and a rename.
@@ -365,6 +450,7 @@ mod tests {
             hyperparameters: serde_json::Map::new(),
             training_time_s: 0.5,
             files: vec!["baseline.json".into()],
+            file_sha256: BTreeMap::new(),
             feature_layout: None,
             eval: Some(serde_json::json!({"jsd": {"mean": 0.15}})),
         }
@@ -373,8 +459,15 @@ mod tests {
     #[test]
     fn manifests_round_trip_through_a_folder() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("baseline.json"), "abc").unwrap();
         Bundle::write_manifest(dir.path(), &manifest()).unwrap();
-        assert_eq!(Bundle::read_manifest(dir.path()).unwrap(), manifest());
+        let mut expected = manifest();
+        // FIPS 180-2, appendix B.1: the digest of "abc".
+        expected.file_sha256.insert(
+            "baseline.json".into(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+        );
+        assert_eq!(Bundle::read_manifest(dir.path()).unwrap(), expected);
         let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
         assert!(text.contains("\"kind\": \"baseline\""), "{text}");
         assert!(
@@ -439,6 +532,73 @@ mod tests {
             err.to_string().contains("missing field `training_data`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn writing_a_manifest_whose_file_is_missing_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Bundle::write_manifest(dir.path(), &manifest()).unwrap_err();
+        assert!(matches!(err, BundleError::MissingFile { .. }), "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "baseline.json: listed in manifest.json but missing; the bundle is incomplete"
+            ),
+            "{err}"
+        );
+        assert!(!dir.path().join(MANIFEST_FILE).exists());
+    }
+
+    #[test]
+    fn opening_checks_each_file_against_its_recorded_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baseline.json");
+        std::fs::write(&file, "abc").unwrap();
+        Bundle::write_manifest(dir.path(), &manifest()).unwrap();
+        Bundle::open(dir.path()).unwrap();
+
+        std::fs::write(&file, "abd").unwrap();
+        let err = Bundle::open(dir.path()).unwrap_err();
+        let BundleError::ChecksumMismatch {
+            ref path,
+            ref expected,
+            ref actual,
+        } = err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(path, &file);
+        assert_eq!(
+            expected,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(actual, &sha256_file(&file).unwrap());
+        assert_ne!(actual, expected);
+        assert!(
+            err.to_string().contains(&format!(
+                "baseline.json: checksum mismatch (manifest sha256 {expected}, file {actual}); \
+                 the bundle is corrupt or was edited"
+            )),
+            "{err}"
+        );
+
+        std::fs::remove_file(&file).unwrap();
+        let err = Bundle::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, BundleError::MissingFile { ref path } if path == &file),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn manifests_without_checksums_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("baseline.json"), "anything").unwrap();
+        // As written before checksums were recorded: no file_sha256 key at all.
+        let value = serde_json::to_value(manifest()).unwrap();
+        assert!(value.get("file_sha256").is_none());
+        std::fs::write(dir.path().join(MANIFEST_FILE), value.to_string()).unwrap();
+        let bundle = Bundle::open(dir.path()).unwrap();
+        assert!(bundle.manifest().file_sha256.is_empty());
     }
 
     #[test]

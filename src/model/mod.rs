@@ -33,6 +33,12 @@ use bundle::{Bundle, BundleError, ModelKind};
 pub trait FlowGenerator: Send {
     /// Appends `count` new flows to `out`.
     fn generate(&mut self, count: usize, out: &mut Vec<Flow>) -> Result<(), bundle::BundleError>;
+
+    /// Where inference runs once loaded (`device = "auto"` may have fallen
+    /// back to the cpu); `None` for kinds that use no inference runtime.
+    fn inference_device(&self) -> Option<runtime::Device> {
+        None
+    }
 }
 
 /// How to load a model bundle; kinds ignore what they do not use.

@@ -230,6 +230,19 @@ pub enum RuntimeError {
         /// Expected output width.
         out_dim: usize,
     },
+    /// The model produced NaN or infinity: its weights are damaged or diverged, and
+    /// decoding such rows would yield the same meaningless flow over and over.
+    #[error("{path}: generator output row {row} column {column} is {value}; the model file is corrupt or its weights diverged")]
+    NonFiniteOutput {
+        /// The model file.
+        path: PathBuf,
+        /// Row of the first non-finite value in the batch.
+        row: usize,
+        /// Its column.
+        column: usize,
+        /// The value (NaN or infinity).
+        value: f32,
+    },
     /// Inference failed.
     #[error("{path}: inference failed: {source}")]
     Run {
@@ -425,6 +438,15 @@ impl GeneratorSession {
         // costs far less than the matrix products that produced it.
         self.output.clear();
         self.output.extend_from_slice(rows);
+        // One pass per batch, much cheaper than the inference itself.
+        if let Some(index) = self.output.iter().position(|v| !v.is_finite()) {
+            return Err(RuntimeError::NonFiniteOutput {
+                path: self.path.clone(),
+                row: index / out_dim.max(1),
+                column: index % out_dim.max(1),
+                value: self.output[index],
+            });
+        }
         Ok(&self.output)
     }
 }

@@ -220,6 +220,7 @@ pub fn manifest(
         hyperparameters: serde_json::Map::new(),
         training_time_s: started.elapsed().as_secs_f64(),
         files: Vec::new(),
+        file_sha256: Default::default(),
         feature_layout: None,
         eval: None,
     }

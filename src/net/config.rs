@@ -96,8 +96,9 @@ pub struct ExportConfig {
     pub template_refresh_s: u64,
     /// Templates are also resent over UDP after this many messages; default 100.
     pub template_refresh_messages: u64,
-    /// Largest export message in octets, IP and UDP headers not counted;
-    /// default 1452 (a 1500-octet MTU over IPv6 or IPv4).
+    /// Largest export message in octets, IP and UDP headers not counted:
+    /// 220 (`StreamOptions::MIN_MESSAGE_BYTES`) to 65507 over UDP, 65535 over
+    /// TCP; default 1452 (a 1500-octet MTU over IPv6 or IPv4).
     pub max_message_bytes: usize,
     /// A lost TCP connection is retried at most once per this many milliseconds; default 5000.
     pub tcp_reconnect_interval_ms: u64,
@@ -127,14 +128,24 @@ impl Default for ExportConfig {
 }
 
 impl ExportConfig {
-    /// Checks the values; errors name the key under `[export]`.
+    /// Checks the values; errors name the key under `[export]`. The first
+    /// problem only; [`ExportConfig::problems`] lists them all.
     pub fn validate(&self) -> Result<(), NetError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem with the values, each naming its key under `[export]`.
+    pub fn problems(&self) -> Vec<NetError> {
         let bad = |key: &str, message: &str| NetError::Config {
             key: format!("export.{key}"),
             message: message.into(),
         };
+        let mut problems = Vec::new();
         if self.stream_options(1).validate().is_err() {
-            return Err(bad(
+            problems.push(bad(
                 "max_message_bytes",
                 &format!(
                     "{} is outside {}..={}: a message must hold both templates and a record",
@@ -145,15 +156,15 @@ impl ExportConfig {
             ));
         }
         if self.queue_chunks == 0 {
-            return Err(bad("queue_chunks", "must be at least 1"));
+            problems.push(bad("queue_chunks", "must be at least 1"));
         }
         if self.template_refresh_s == 0 && self.template_refresh_messages == 0 {
-            return Err(bad(
+            problems.push(bad(
                 "template_refresh_s",
                 "templates must be refreshed by time or by messages",
             ));
         }
-        Ok(())
+        problems
     }
 
     /// The encoder settings for one collector stream.

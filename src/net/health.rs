@@ -39,7 +39,7 @@ impl Health {
         if last_error.elapsed() >= QUIET_BEFORE_RECOVERY {
             tracing::info!(
                 collector = %stats.name,
-                errors = self.errors_in_outage,
+                send_errors_messages = self.errors_in_outage,
                 "collector reachable again"
             );
             self.last_error = None;
@@ -52,7 +52,7 @@ impl Health {
         if self.last_error.take().is_some() {
             tracing::info!(
                 collector = %stats.name,
-                errors = self.errors_in_outage,
+                send_errors_messages = self.errors_in_outage,
                 "collector reconnected"
             );
         }

@@ -107,6 +107,7 @@ pub struct PipelineStats {
     flows_dispatched: AtomicU64,
     shortfall_flows: AtomicU64,
     late_flows: AtomicU64,
+    discarded_flows: AtomicU64,
 }
 
 /// A copy of the pacing stage's counters at one moment.
@@ -121,6 +122,9 @@ pub struct PipelineCounters {
     pub shortfall_flows: u64,
     /// Flows sent more than 100 ms after their due time (timestamp pacing only).
     pub late_flows: u64,
+    /// Flows still queued when a paced drain's deadline passed, thrown away
+    /// unsent (see `ExportPipeline::drain_within`).
+    pub discarded_flows: u64,
 }
 
 impl PipelineStats {
@@ -131,6 +135,7 @@ impl PipelineStats {
             flows_dispatched: self.flows_dispatched.load(Ordering::Relaxed),
             shortfall_flows: self.shortfall_flows.load(Ordering::Relaxed),
             late_flows: self.late_flows.load(Ordering::Relaxed),
+            discarded_flows: self.discarded_flows.load(Ordering::Relaxed),
         }
     }
 
@@ -148,5 +153,9 @@ impl PipelineStats {
 
     pub(crate) fn add_late(&self, flows: u64) {
         self.late_flows.fetch_add(flows, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_discarded(&self, flows: u64) {
+        self.discarded_flows.fetch_add(flows, Ordering::Relaxed);
     }
 }

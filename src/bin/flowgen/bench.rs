@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use flowgen::bench::report::rate;
 use flowgen::bench::setup::ModelSource;
+use flowgen::bench::stages::Stage;
 use flowgen::bench::watch::{self, SecondReport};
 use flowgen::bench::{self as library, BenchOptions};
 use flowgen::export::ExportProtocol;
@@ -40,6 +41,10 @@ struct BenchArgs {
     /// Flow file the stand-ins are fitted to [default: the shared CIDDS-001 sample].
     #[arg(long, value_name = "FILE")]
     sample: Option<PathBuf>,
+    /// Hidden layer widths of the stand-in generator (when the bundle has none),
+    /// comma-separated [default: the trainer's].
+    #[arg(long, value_name = "W,..", value_delimiter = ',')]
+    stand_in_hidden: Option<Vec<usize>>,
     /// Batch sizes to measure (flows per step), comma-separated.
     #[arg(long = "batch", value_name = "N,..", value_delimiter = ',', default_values_t = [1024, 4096, 16384])]
     batches: Vec<usize>,
@@ -74,8 +79,12 @@ struct BenchArgs {
     /// Export protocol end to end.
     #[arg(long, value_parser = parse_protocol, default_value = "ipfix", value_name = "ipfix|netflow9")]
     protocol: ExportProtocol,
+    /// Stages to time, comma-separated: noise, inference, decode, generate,
+    /// address-plan, encode, encode-send [default: all].
+    #[arg(long, value_name = "NAME,..", value_delimiter = ',', value_parser = parse_stage)]
+    stages: Vec<Stage>,
     /// Skip the per-stage measurements.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stages")]
     no_stages: bool,
     /// Skip the end-to-end runs.
     #[arg(long)]
@@ -110,6 +119,13 @@ fn parse_protocol(text: &str) -> Result<ExportProtocol, String> {
     }
 }
 
+fn parse_stage(text: &str) -> Result<Stage, String> {
+    Stage::from_key(text).ok_or_else(|| {
+        let names: Vec<&str> = Stage::ALL.iter().map(|s| s.key()).collect();
+        format!("`{text}` is not a stage ({})", names.join(", "))
+    })
+}
+
 fn parse_optimization(text: &str) -> Result<GraphOptimization, String> {
     match text {
         "disabled" => Ok(GraphOptimization::Disabled),
@@ -138,6 +154,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(sample) = args.sample {
         source.sample = sample;
     }
+    source.stand_in_hidden = args.stand_in_hidden;
     let options = BenchOptions {
         source,
         batches: args.batches,
@@ -153,7 +170,11 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             optimization: args.optimization,
         },
         protocol: args.protocol,
-        run_stages: !args.no_stages,
+        stages: match (args.no_stages, args.stages.is_empty()) {
+            (true, _) => Vec::new(),
+            (false, true) => Stage::ALL.to_vec(),
+            (false, false) => args.stages,
+        },
         run_end_to_end: !args.no_e2e,
     };
     let report = library::run(&options, |step| eprintln!("bench: {step}"))?;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use flowgen::daemon::config::{find_config, Config, Overrides};
+use flowgen::daemon::pipeline::check_model_loads;
 
 /// Arguments of `flowgen check-config`.
 #[derive(clap::Args)]
@@ -12,10 +13,12 @@ pub struct Args {
     config: Option<PathBuf>,
 }
 
-/// Loads the file with the process's `FLOWGEN_` variables; reports every problem at once.
+/// Loads the file with the process's `FLOWGEN_` variables and reports every
+/// problem at once; then loads the model as `flowgen run` would.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let path = find_config(args.config.as_deref())?;
     let config = Config::load_with_process_env(&path, &Overrides::default())?;
+    check_model_loads(&config)?;
     let settings = &config.settings;
     println!(
         "{}: ok ({} collector(s), {} flows/s {:?}, model {})",

@@ -152,4 +152,8 @@ impl FlowGenerator for EwganGenerator {
     fn generate(&mut self, count: usize, out: &mut Vec<Flow>) -> Result<(), BundleError> {
         self.generate_batch(count, out)
     }
+
+    fn inference_device(&self) -> Option<Device> {
+        Some(self.device())
+    }
 }
