@@ -218,3 +218,28 @@ fn a_bundle_can_drop_its_held_out_flows_after_scoring_them() {
     assert_eq!(manifest.training_data.held_out_rows, 614);
     assert!(manifest.eval.unwrap()["coverage"].as_f64().is_some());
 }
+
+#[test]
+fn the_trainer_binary_fails_clearly_on_data_it_cannot_learn() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = (0..20)
+        .map(|i| {
+            format!("2017-04-05 10:00:{i:02}.000,0.0,UDP,DNS,53,192.168.1.{i},40000,1,80,1,......")
+        })
+        .collect();
+    let path = write_file(dir.path(), "udp.csv", &rows);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgen-train"))
+        .args(["--kind", "ewgan", "--data"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("bundle"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: attribute protocol is UDP in all 20 training flows"),
+        "{stderr}"
+    );
+}
