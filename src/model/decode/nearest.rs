@@ -79,8 +79,9 @@ impl NearestIndex {
     /// The method [`NearestIndex::nearest`] uses.
     ///
     /// Measured on the CIDDS-001 codebook at dimension 8 (`cargo bench --bench
-    /// decode`, one core with AVX2, CPU time): 436 addresses, fused 5.3 M vs
-    /// product 2.3 M queries/s; 115 ports, 16 M vs 8.8 M; 12 to 21 bins, 30 to
+    /// decode`, one core of a shared AMD EPYC with AVX2, CPU time, over several
+    /// runs): 436 addresses, fused 3.6 to 5.3 M vs product 2.2 to 2.6 M
+    /// queries/s; 115 ports, 11 to 16 M vs 8.4 to 9.8 M; 12 to 21 bins, 27 to
     /// 37 M vs 21 to 33 M. The product path would win for vocabularies of many
     /// thousand words, which rare-value pooling avoids.
     pub fn method(&self) -> Method {
