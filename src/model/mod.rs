@@ -76,6 +76,8 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Box<dyn FlowGenerator>,
             dir,
             options.seed,
         )?)),
-        ModelKind::Ewgan => Ok(Box::new(ewgan::EwganGenerator::load(dir, options)?)),
+        ModelKind::Ewgan => Ok(Box::new(ewgan::EwganGenerator::from_bundle(
+            &bundle, options,
+        )?)),
     }
 }

@@ -35,7 +35,15 @@ pub struct EwganGenerator {
 impl EwganGenerator {
     /// Loads the ewgan bundle in `dir`: its codebook and its ONNX generator.
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<EwganGenerator, BundleError> {
-        let bundle = Bundle::open(dir)?;
+        EwganGenerator::from_bundle(&Bundle::open(dir)?, options)
+    }
+
+    /// Builds the generator from a bundle already opened (and its files verified),
+    /// so that a caller which opened it to read the kind does not hash it again.
+    pub fn from_bundle(
+        bundle: &Bundle,
+        options: &LoadOptions,
+    ) -> Result<EwganGenerator, BundleError> {
         let codebook_path = bundle.file(CODEBOOK_FILE);
         let codebook = Codebook::read(&codebook_path)?;
         let manifest = bundle.manifest();
